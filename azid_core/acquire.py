@@ -1,0 +1,121 @@
+"""get_token as one flow: cache plan, single-flight, fetch, store, fallback (PROTOCOL.md §7).
+
+Written once and driven by every adapter, sync or async. The credential supplies two things: the
+canonical cache key of a call, and the flow that fetches a token from its service.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+from .cache import Fetch, Serve
+from .effects import AwaitFlight
+from .errors import AzidError
+from .flight import HANDOVER, Follow, Lead
+from .logs import debug
+
+if TYPE_CHECKING:
+    from .cache import CacheEntry, CacheKey, CallKey, TokenCache
+    from .effects import Flow
+    from .flight import FlightTable
+    from .tokens import AccessTokenInfo
+
+__all__ = ["TokenCall", "TokenSource", "acquire_flow"]
+
+
+class TokenCall(NamedTuple):
+    """One get_token call as the caller made it."""
+
+    scopes: tuple[str, ...]
+    claims: str | None
+    tenant_id: str | None
+    enable_cae: bool
+
+    @property
+    def call_key(self) -> CallKey:
+        return (self.scopes, self.tenant_id, self.enable_cae)
+
+
+class TokenSource(Protocol):
+    """What a core credential offers `acquire_flow`."""
+
+    @property
+    def token_cache(self) -> TokenCache: ...
+
+    def cache_key(self, call: TokenCall) -> CacheKey:
+        """Check the call's options and return its canonical key; raises ConfigError."""
+        ...
+
+    def fetch_flow(self, call: TokenCall, key: CacheKey, now: float) -> Flow[AccessTokenInfo]:
+        """Ask the service for a token."""
+        ...
+
+
+def _serve(cache: TokenCache, call: TokenCall, key: CacheKey, entry: CacheEntry) -> AccessTokenInfo:
+    cache.remember(call.call_key, key)
+    return entry.info
+
+
+def acquire_flow(
+    source: TokenSource, call: TokenCall, flights: FlightTable, now: float
+) -> Flow[AccessTokenInfo]:
+    """Return a token for `call`: from the cache, from another caller's flight, or fetched.
+
+    Yields:  AwaitFlight while another caller fetches the same key; the source's effects.
+    Raises:  what the fetch raises, unless a still-valid token can be served instead (§7.2); a
+             waiter whose leader failed raises a copy of the leader's error (cause: the original).
+    """
+    key = source.cache_key(call)
+    cache = source.token_cache
+    while True:
+        plan = cache.plan(key, now, call.claims)
+        if isinstance(plan, Serve):
+            debug("cache", "%s: served from the cache", key[3])
+            return _serve(cache, call, key, plan.entry)
+        ticket = flights.enter(key)
+        if isinstance(ticket, Follow):
+            woke = yield AwaitFlight(ticket.flight.event)
+            now = woke if isinstance(woke, (int, float)) else now
+            outcome = ticket.flight.outcome
+            if isinstance(outcome, BaseException) and not call.claims:
+                replan = cache.plan(key, now, None)
+                if isinstance(replan, Serve):
+                    return _serve(cache, call, key, replan.entry)
+                if replan.fallback is not None:
+                    return _serve(cache, call, key, replan.fallback)
+                error = copy.copy(outcome)
+                raise error from outcome
+            continue  # the leader stored a token, or handed over: plan again
+        return (yield from _lead(source, call, key, flights, ticket, plan, now))
+
+
+def _lead(
+    source: TokenSource,
+    call: TokenCall,
+    key: CacheKey,
+    flights: FlightTable,
+    ticket: Lead,
+    plan: Fetch,
+    now: float,
+) -> Flow[AccessTokenInfo]:
+    cache = source.token_cache
+    try:
+        info = yield from source.fetch_flow(call, key, now)
+    except AzidError as exc:
+        if plan.fallback is not None and not call.claims:
+            # Serve the old token while it lasts; the next try waits 30 s (§7.2).
+            cache.note_failure(key, now)
+            flights.leave(key, ticket.flight, exc)
+            debug("cache", "%s: refresh failed, serving the cached token: %s", key[3], exc)
+            return _serve(cache, call, key, plan.fallback)
+        flights.leave(key, ticket.flight, exc)
+        raise
+    except BaseException as exc:
+        # Cancelled (GeneratorExit, trio.Cancelled, ...) or a bug: never leave waiters hanging.
+        flights.leave(key, ticket.flight, exc if isinstance(exc, Exception) else HANDOVER)
+        raise
+    entry = cache.store(key, info, now)
+    flights.leave(key, ticket.flight, None)
+    debug("cache", "%s: stored a token expiring at %d", key[3], info.expires_on)
+    return _serve(cache, call, key, entry)

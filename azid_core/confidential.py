@@ -1,0 +1,199 @@
+"""Confidential-client credentials: an application proving itself to Entra ID (PROTOCOL.md §2).
+
+A core credential is pure configuration plus its token cache: constructing one does no I/O, and it
+pickles without its cache (a fresh, empty one comes back). Adapters wrap it to get tokens.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .authority import check_tenant_id, normalize_authority, resolve_tenant, token_url
+from .cache import TokenCache
+from .entra import EntraRequest, token_request_flow
+from .errors import ConfigError
+from .options import check_scopes, merge_claims
+from .wire import default_entropy, user_agent
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+    from .acquire import TokenCall
+    from .cache import CacheKey
+    from .effects import Flow
+    from .tokens import AccessTokenInfo
+
+__all__ = ["ClientSecretCredential", "EntraCredential"]
+
+DEFAULT_REQUEST_TIMEOUT = 30.0  # §0.5: the attempt deadline
+
+
+def _host_environ() -> dict[str, str]:
+    from . import blocking
+
+    return blocking.environ()
+
+
+def _check_id(value: object, name: str, owner: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{owner}: {name} is invalid: a non-empty string is required")
+    return value
+
+
+class EntraCredential:
+    """What every Entra credential shares: tenant, client, authority, options, cache (§2.1)."""
+
+    _identity_prefix = "entra"
+
+    def __init__(
+        self,
+        tenant_id: str,
+        client_id: str,
+        *,
+        authority: str | None = None,
+        additionally_allowed_tenants: Iterable[str] = (),
+        request_timeout: float | None = None,
+        disable_instance_discovery: bool = False,
+        env: Mapping[str, str] | None = None,
+        entropy: Callable[[int], bytes] | None = None,
+    ) -> None:
+        owner = type(self).__name__
+        environment = _host_environ() if env is None else env
+        self._tenant_id = check_tenant_id(tenant_id, owner=owner)
+        self._client_id = _check_id(client_id, "client_id", owner)
+        self._authority = normalize_authority(authority, environment, owner=owner)
+        if isinstance(additionally_allowed_tenants, str):
+            raise ConfigError(
+                f"{owner}: additionally_allowed_tenants is invalid: a list of tenant IDs is required"
+            )
+        self._allowed_tenants = tuple(
+            t if t == "*" else check_tenant_id(t, owner=owner, name="additionally_allowed_tenants")
+            for t in additionally_allowed_tenants
+        )
+        timeout = DEFAULT_REQUEST_TIMEOUT if request_timeout is None else request_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < 3600:
+            raise ConfigError(
+                f"{owner}: request_timeout is invalid: a number of seconds above 0 and below 3600"
+            )
+        self._request_timeout = float(timeout)
+        # Instance discovery is not done at all (§0.4); the option exists for drop-in compatibility.
+        self._disable_instance_discovery = disable_instance_discovery
+        self._multitenant_disabled = bool(environment.get("AZURE_IDENTITY_DISABLE_MULTITENANTAUTH"))
+        self._user_agent = user_agent(environment)
+        self._entropy = entropy
+        self._cache = TokenCache()
+
+    # -- what acquire_flow needs (the TokenSource protocol) --
+
+    @property
+    def token_cache(self) -> TokenCache:
+        return self._cache
+
+    @property
+    def _identity(self) -> str:
+        return f"{self._identity_prefix}:{self._authority}:{self._client_id}"
+
+    def cache_key(self, call: TokenCall) -> CacheKey:
+        owner = type(self).__name__
+        scopes = check_scopes(call.scopes, owner=owner)
+        tenant = resolve_tenant(
+            self._tenant_id,
+            call.tenant_id,
+            allowed=self._allowed_tenants,
+            multitenant_disabled=self._multitenant_disabled,
+            owner=owner,
+        )
+        merge_claims(call.claims, enable_cae=call.enable_cae, owner=owner)  # a bad value fails before any I/O
+        return (tuple(sorted(set(scopes))), tenant, call.enable_cae, self._identity)
+
+    def fetch_flow(self, call: TokenCall, key: CacheKey, now: float) -> Flow[AccessTokenInfo]:
+        owner = type(self).__name__
+        tenant = key[1]
+        claims = merge_claims(call.claims, enable_cae=call.enable_cae, owner=owner)
+        request = EntraRequest(
+            owner=owner,
+            url=token_url(self._authority, tenant),
+            fields=self._grant_fields(" ".join(call.scopes), claims),
+            secrets=self._secrets(),
+            user_agent=self._user_agent,
+            timeout=self._request_timeout,
+        )
+        return token_request_flow(request, now=now, entropy=self._entropy or default_entropy)
+
+    # -- what a grant defines --
+
+    def _grant_fields(self, scope: str, claims: str | None) -> list[tuple[str, str]]:
+        raise NotImplementedError
+
+    def _secrets(self) -> tuple[str, ...]:
+        return ()
+
+    # -- pickling: configuration only --
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_cache"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._cache = TokenCache()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(tenant_id={self._tenant_id!r}, client_id={self._client_id!r}, "
+            f"authority={self._authority!r})"
+        )
+
+
+class ClientSecretCredential(EntraCredential):
+    """An application authenticating with a client secret (§2, grant "secret").
+
+    >>> core = ClientSecretCredential(tenant_id, client_id, client_secret)
+    """
+
+    _identity_prefix = "secret"
+
+    def __init__(
+        self,
+        tenant_id: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        authority: str | None = None,
+        additionally_allowed_tenants: Iterable[str] = (),
+        request_timeout: float | None = None,
+        disable_instance_discovery: bool = False,
+        env: Mapping[str, str] | None = None,
+        entropy: Callable[[int], bytes] | None = None,
+    ) -> None:
+        super().__init__(
+            tenant_id,
+            client_id,
+            authority=authority,
+            additionally_allowed_tenants=additionally_allowed_tenants,
+            request_timeout=request_timeout,
+            disable_instance_discovery=disable_instance_discovery,
+            env=env,
+            entropy=entropy,
+        )
+        if not isinstance(client_secret, str) or not client_secret:
+            raise ConfigError(
+                "ClientSecretCredential: client_secret is invalid: a non-empty string is required"
+            )
+        self._client_secret = client_secret
+
+    def _grant_fields(self, scope: str, claims: str | None) -> list[tuple[str, str]]:
+        fields = [
+            ("client_id", self._client_id),
+            ("grant_type", "client_credentials"),
+            ("client_info", "1"),
+            ("client_secret", self._client_secret),
+            ("scope", scope),
+        ]
+        if claims:
+            fields.append(("claims", claims))
+        return fields
+
+    def _secrets(self) -> tuple[str, ...]:
+        return (self._client_secret,)

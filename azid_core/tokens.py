@@ -1,0 +1,170 @@
+"""Tokens as callers see them, and the one parser of expiry values (PROTOCOL.md §0.2, §0.6, §7.2).
+
+`AccessToken` and `AccessTokenInfo` match azure-core's protocols field for field, so any Azure SDK
+client accepts what azid returns. Neither shows the token in its repr.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .errors import protocol_error
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["AccessToken", "AccessTokenInfo", "parse_expiry", "parse_lifetime", "refresh_time"]
+
+MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z: later values are garbage, not far-future tokens
+HALF_LIFE_THRESHOLD = 7200  # tokens living 2 h or more refresh at half-life (§7.2)
+
+
+class AccessToken(NamedTuple):
+    """azure-core's `AccessToken`: exactly `token` and `expires_on` (epoch seconds)."""
+
+    token: str
+    expires_on: int
+
+    def __repr__(self) -> str:
+        return f"AccessToken(token='****', expires_on={self.expires_on})"
+
+
+class AccessTokenInfo:
+    """azure-core's `AccessTokenInfo`, plus `source` naming the credential that produced it."""
+
+    __slots__ = ("expires_on", "refresh_on", "source", "token", "token_type")
+
+    def __init__(
+        self,
+        token: str,
+        expires_on: int,
+        *,
+        token_type: str = "Bearer",
+        refresh_on: int | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.token = token
+        self.expires_on = expires_on
+        self.token_type = token_type
+        self.refresh_on = refresh_on
+        self.source = source
+
+    def __repr__(self) -> str:
+        return (
+            f"AccessTokenInfo(token='****', expires_on={self.expires_on}, "
+            f"token_type={self.token_type!r}, refresh_on={self.refresh_on}, source={self.source!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AccessTokenInfo):
+            return NotImplemented
+        return (self.token, self.expires_on, self.token_type, self.refresh_on, self.source) == (
+            other.token,
+            other.expires_on,
+            other.token_type,
+            other.refresh_on,
+            other.source,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def refresh_time(issued_at: float, expires_on: int, refresh_in: int | None) -> int | None:
+    """When a token should be refreshed (§7.2): `refresh_in` if the service sent one, else at
+    half-life for tokens living two hours or more, else never ahead of the 5-minute rule."""
+    lifetime = expires_on - issued_at
+    if refresh_in is not None and 0 < refresh_in < lifetime:
+        return int(issued_at + refresh_in)
+    if lifetime >= HALF_LIFE_THRESHOLD:
+        return int(issued_at + lifetime // 2)
+    return None
+
+
+_NUMERIC = re.compile(r"\d+(\.\d+)?")
+_ISO = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+)
+_US_DATE = re.compile(
+    r"(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):(\d{2}):(\d{2})(?: ([AaPp][Mm]))? ([+-])(\d{2}):(\d{2})"
+)
+_AZ_LOCAL = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.\d+)?")
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 64 else text[:30] + "…(masked)"
+
+
+def _epoch(fields: tuple[int, int, int, int, int, int], offset_minutes: int) -> int:
+    from datetime import datetime, timedelta, timezone
+
+    moment = datetime(*fields, tzinfo=timezone(timedelta(minutes=offset_minutes)))
+    return int(moment.timestamp())
+
+
+def _parse_text(value: str, naive_to_epoch: Callable[[str], float] | None) -> int | None:
+    if _NUMERIC.fullmatch(value):
+        return int(value.partition(".")[0])  # floored, without a float's rounding
+    if m := _ISO.fullmatch(value):
+        year, month, day, hour, minute, second = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
+        offset = 0 if m.group(7) else (1 if m.group(8) == "+" else -1) * (int(m[9]) * 60 + int(m[10]))
+        return _epoch((year, month, day, hour, minute, second), offset)
+    if m := _US_DATE.fullmatch(value):
+        month, day, year, hour, minute, second = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
+        if meridiem := m.group(7):
+            if not 1 <= hour <= 12:
+                return None
+            hour = hour % 12 + (12 if meridiem.lower() == "pm" else 0)
+        offset = (1 if m.group(8) == "+" else -1) * (int(m[9]) * 60 + int(m[10]))
+        return _epoch((year, month, day, hour, minute, second), offset)
+    if naive_to_epoch is not None and _AZ_LOCAL.fullmatch(value):
+        # az's `expiresOn` is local time without an offset; only the az fallback reads it (§5.2).
+        return int(naive_to_epoch(value))
+    return None
+
+
+def parse_expiry(
+    value: Any,
+    *,
+    field: str,
+    source: str,
+    owner: str,
+    now: float,
+    naive_to_epoch: Callable[[str], float] | None = None,
+) -> int:
+    """Read an absolute expiry in any of the forms token services send (§0.6); epoch seconds.
+
+    Raises ProtocolError(source, field) for anything else, for a value not after `now`, and for a
+    value past year 9999.
+    """
+    result: int | None = None
+    if isinstance(value, bool):
+        result = None  # JSON true/false are numbers to Python; never an expiry
+    elif isinstance(value, (int, float)):
+        result = int(value) if math.isfinite(value) and value >= 0 else None
+    elif isinstance(value, str):
+        try:
+            result = _parse_text(value.strip(), naive_to_epoch)
+        except (ValueError, OverflowError, OSError):
+            result = None  # impossible dates, e.g. month 13
+    if result is None:
+        raise protocol_error(owner, source, field, f"not an expiry time: {_shown(value)}")
+    if not now < result <= MAX_EPOCH:
+        problem = "already past" if result <= now else "beyond year 9999"
+        raise protocol_error(owner, source, field, f"{result} is {problem}")
+    return result
+
+
+_SIGNED_NUMERIC = re.compile(r"-?\d+(\.\d+)?")
+
+
+def parse_lifetime(value: Any, *, field: str, source: str, owner: str) -> int:
+    """Read a relative number of seconds (`expires_in`, `refresh_in`): a number or numeric string."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if math.isfinite(value):
+            return int(value)
+    elif isinstance(value, str) and _SIGNED_NUMERIC.fullmatch(value.strip()):
+        return int(value.strip().partition(".")[0])
+    raise protocol_error(owner, source, field, f"not a number of seconds: {_shown(value)}")

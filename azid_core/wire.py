@@ -1,0 +1,168 @@
+"""HTTP conventions every flow shares: headers, request ids, forms, retries (PROTOCOL.md §0.4, §0.5).
+
+`send_with_retry` is the one retry loop; a `RetryPolicy` says which statuses and transport
+failures it retries, how long it waits, and its total sleep budget.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import TYPE_CHECKING, NamedTuple
+from urllib.parse import urlencode
+
+from .effects import HttpRequest, HttpResponse, Sleep
+from .errors import AzidError, TransportError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+    from .effects import Flow
+
+__all__ = [
+    "ENTRA_POLICY",
+    "Entropy",
+    "RetryPolicy",
+    "default_entropy",
+    "form_body",
+    "http",
+    "new_request_id",
+    "retry_hint",
+    "send_with_retry",
+    "sleep",
+    "user_agent",
+]
+
+VERSION = "0.1.0"
+
+if TYPE_CHECKING:
+    Entropy = Callable[[int], bytes]
+
+
+def default_entropy(size: int) -> bytes:
+    """`secrets.token_bytes`, imported on first use (it costs ~10 ms at import time)."""
+    import secrets
+
+    return secrets.token_bytes(size)
+
+
+def new_request_id(entropy: Entropy) -> str:
+    """A uuid4 for `x-ms-client-request-id`, from the credential's entropy source."""
+    import uuid
+
+    return str(uuid.UUID(bytes=entropy(16), version=4))
+
+
+def user_agent(env: Mapping[str, str], platform: str = sys.platform) -> str:
+    """`azid/<ver> Python/<x.y.z> (<platform>)[ $AZURE_HTTP_USER_AGENT]` (§0.4)."""
+    python = ".".join(str(part) for part in sys.version_info[:3])
+    agent = f"azid/{VERSION} Python/{python} ({platform})"
+    suffix = env.get("AZURE_HTTP_USER_AGENT", "").strip()
+    return f"{agent} {suffix}" if suffix else agent
+
+
+def form_body(fields: Iterable[tuple[str, str]]) -> bytes:
+    """A urlencoded UTF-8 form, fields in the given order, `+` for space (§0.4)."""
+    return urlencode(list(fields)).encode("ascii")
+
+
+def http(request: HttpRequest) -> Flow[HttpResponse]:
+    """Yield one request; the reply must be its response."""
+    reply = yield request
+    if not isinstance(reply, HttpResponse):
+        raise AzidError(f"the adapter answered {request!r} with {type(reply).__name__}, not HttpResponse")
+    return reply
+
+
+def sleep(seconds: float, now: float) -> Flow[float]:
+    """Sleep, returning the clock after waking: the adapter's answer, else `now + seconds`."""
+    woke = yield Sleep(seconds)
+    if isinstance(woke, (int, float)) and not isinstance(woke, bool):
+        return float(woke)
+    return now + seconds
+
+
+class RetryPolicy(NamedTuple):
+    """Which failures to retry and how (§0.5). `delays[i]` is the wait before retry i + 1."""
+
+    statuses: frozenset[int]
+    transport_kinds: frozenset[str]
+    delays: tuple[float, ...]
+    budget: float
+
+
+# Policy E: Entra POSTs. azure-identity retries only 500/503/504; a 429 and a request that never
+# left the machine are safe to repeat too (§0.5).
+ENTRA_POLICY = RetryPolicy(
+    statuses=frozenset({429, 500, 503, 504}),
+    transport_kinds=frozenset({"connect"}),
+    delays=(0.0, 1.6, 3.2),
+    budget=60.0,
+)
+MAX_HINT = 60.0
+
+
+def _seconds(text: str | None, scale: float) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text.strip()) * scale
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None  # NaN is no hint
+
+
+def retry_hint(response: HttpResponse, now: float) -> float | None:
+    """The server's requested delay: Retry-After (seconds or HTTP-date), else retry-after-ms, else
+    x-ms-retry-after-ms; clamped to 0-60 s. None without a readable hint."""
+    retry_after = response.header("retry-after")
+    delay = _seconds(retry_after, 1.0)
+    if delay is None and retry_after is not None:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            delay = parsedate_to_datetime(retry_after.strip()).timestamp() - now
+        except (TypeError, ValueError, OverflowError):
+            delay = None
+    if delay is None:
+        delay = _seconds(response.header("retry-after-ms"), 0.001)
+    if delay is None:
+        delay = _seconds(response.header("x-ms-retry-after-ms"), 0.001)
+    if delay is None:
+        return None
+    return min(max(delay, 0.0), MAX_HINT)
+
+
+def send_with_retry(
+    request: HttpRequest, policy: RetryPolicy, now: float
+) -> Flow[tuple[HttpResponse, float]]:
+    """Send `request`, retrying per `policy`; return the last response and the clock after it.
+
+    Yields:  HttpRequest, and Sleep between attempts.
+    Raises:  TransportError when the last attempt failed in transport.
+    """
+    slept = 0.0
+    for attempt in range(len(policy.delays) + 1):
+        failure: TransportError | None = None
+        response: HttpResponse | None = None
+        try:
+            response = yield from http(request)
+        except TransportError as exc:
+            if exc.kind not in policy.transport_kinds:
+                raise
+            failure = exc
+        else:
+            if response.status not in policy.statuses:
+                return response, now
+        if attempt == len(policy.delays):
+            break
+        hint = retry_hint(response, now) if response is not None else None
+        delay = policy.delays[attempt] if hint is None else hint
+        if slept + delay > policy.budget:
+            break  # a retry that would overrun the budget is not made; report the last reply
+        now = yield from sleep(delay, now)
+        slept += delay
+    if failure is not None:
+        raise failure
+    assert response is not None
+    return response, now
