@@ -138,14 +138,16 @@ class EntraEmulator:
                 400,
                 "unauthorized_client",
                 700016,
-                f"Application with identifier '{form.get('client_id')}' was not found in the directory '{tenant}'.",
+                f"Application with identifier '{form.get('client_id')}' was not found in the directory "
+                f"'{tenant}'.",
             )
         if form.get("client_secret") != app.client_secret:
             return self._error(
                 401,
                 "invalid_client",
                 7000215,
-                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value.",
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client "
+                "secret value.",
             )
         scope = form.get("scope", "")
         if len(scope.split()) != 1 or not scope.endswith("/.default"):
@@ -153,7 +155,8 @@ class EntraEmulator:
                 400,
                 "invalid_scope",
                 1002012,
-                f"The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier.",
+                f"The provided value for scope {scope} is not valid. Client credential flows must have a "
+                "scope value with /.default suffixed to the resource identifier.",
             )
         return self._issue(app, scope[: -len("/.default")], form.get("claims"))
 

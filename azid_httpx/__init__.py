@@ -1,0 +1,150 @@
+"""azid over `httpx`: `Credential` (sync) and `AsyncCredential` (anyio: asyncio and trio).
+
+>>> cred = azid_httpx.AsyncCredential(ClientSecretCredential(tenant_id, client_id, secret))
+>>> await cred.get_token("https://vault.azure.net/.default")
+
+This module only moves bytes: it turns an `HttpRequest` into `httpx.Request`, sends it without the
+client's default headers, and maps httpx's exceptions to `TransportError`. Trust and proxies follow
+the client (by default SSL_CERT_FILE and HTTP(S)_PROXY, httpx's conventions).
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+import httpx
+
+from azid_core.effects import HttpRequest, HttpResponse
+from azid_core.errors import TransportError
+from azid_core.frontend import AsyncCredentialBase, CredentialBase
+from azid_core.transport import BodyBuffer
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from azid_core.acquire import TokenSource
+    from azid_core.effects import Waitable
+
+__all__ = ["AsyncCredential", "Credential"]
+
+
+def _caused_by_tls(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def transport_error(exc: httpx.HTTPError) -> TransportError:
+    """The azid failure kind of an httpx exception."""
+    if isinstance(exc, httpx.ProxyError):
+        kind = "proxy"
+    elif _caused_by_tls(exc):
+        kind = "tls"
+    elif isinstance(exc, (httpx.ConnectTimeout, httpx.ConnectError, httpx.UnsupportedProtocol)):
+        kind = "connect"  # nothing was sent
+    elif isinstance(exc, httpx.TimeoutException):
+        kind = "timeout"
+    else:
+        kind = "closed"  # ReadError, WriteError, RemoteProtocolError, DecodingError, ...
+    return TransportError(kind, f"{type(exc).__name__}: {exc}")
+
+
+def to_httpx(request: HttpRequest) -> httpx.Request:
+    """The httpx request for an effect: its headers only (httpx adds Host and Content-Length)."""
+    for field in ("bypass_proxy", "pin_sha1", "tls_server_name", "ca_pem"):
+        if getattr(request, field):
+            raise TransportError("tls", f"azid_httpx does not support {field} yet")
+    timeout = httpx.Timeout(request.timeout, connect=request.connect_timeout or request.timeout)
+    return httpx.Request(
+        request.method,
+        request.url,
+        headers=list(request.headers),
+        content=request.body or None,
+        extensions={"timeout": timeout.as_dict()},
+    )
+
+
+def from_httpx(response: httpx.Response, body: bytes) -> HttpResponse:
+    return HttpResponse(response.status_code, tuple(response.headers.items()), body)
+
+
+class Credential(CredentialBase):
+    """A sync azure-core credential; `client` is used as given and left open by `close()`."""
+
+    def __init__(
+        self,
+        core: TokenSource,
+        client: httpx.Client | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(core, clock=clock)
+        self._owns_client = client is None
+        self._client = client if client is not None else httpx.Client()
+
+    def _http(self, request: HttpRequest) -> HttpResponse:
+        deadline = time.monotonic() + request.timeout
+        try:
+            response = self._client.send(to_httpx(request), stream=True, follow_redirects=False)
+            try:
+                body = BodyBuffer(request.max_response_bytes)
+                for chunk in response.iter_bytes():
+                    body.add(chunk)
+                    if time.monotonic() > deadline:
+                        raise TransportError("timeout", f"no complete response within {request.timeout} s")
+            finally:
+                response.close()
+        except httpx.HTTPError as exc:
+            raise transport_error(exc) from exc
+        return from_httpx(response, body.getvalue())
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
+
+
+class AsyncCredential(AsyncCredentialBase):
+    """An async azure-core credential on anyio (asyncio or trio); `client` is left open by `close()`."""
+
+    def __init__(
+        self,
+        core: TokenSource,
+        client: httpx.AsyncClient | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(core, clock=clock)
+        self._owns_client = client is None
+        self._client = client if client is not None else httpx.AsyncClient()
+
+    def _new_event(self) -> Waitable:
+        return anyio.Event()
+
+    async def _sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+    async def _http(self, request: HttpRequest) -> HttpResponse:
+        try:
+            with anyio.fail_after(request.timeout):
+                response = await self._client.send(to_httpx(request), stream=True, follow_redirects=False)
+                try:
+                    body = BodyBuffer(request.max_response_bytes)
+                    async for chunk in response.aiter_bytes():
+                        body.add(chunk)
+                finally:
+                    await response.aclose()
+        except httpx.HTTPError as exc:
+            raise transport_error(exc) from exc
+        except TimeoutError as exc:
+            raise TransportError("timeout", f"no complete response within {request.timeout} s") from exc
+        return from_httpx(response, body.getvalue())
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
