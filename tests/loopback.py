@@ -17,7 +17,8 @@ import trustme
 from azid_core.effects import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
     from types import TracebackType
 
 
@@ -42,10 +43,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        host = f"{self.server.server_address[0]}:{self.server.server_address[1]}"
-        request = HttpRequest(
-            self.command, f"{self.server.scheme}://{host}{self.path}", tuple(self.headers.items()), body
-        )
+        url = f"{self.server.scheme}://127.0.0.1:{self.server.server_address[1]}{self.path}"
+        request = HttpRequest(self.command, url, tuple(self.headers.items()), body)
         if self.server.delay:
             time.sleep(self.server.delay)  # the server is slow; clients' clocks are not involved
         response = self.server.handler(request)
@@ -59,7 +58,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = _serve
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: object) -> None:
         """Quiet: test output must not carry request lines."""
 
 
@@ -103,8 +102,9 @@ class LoopbackServer:
         self.ca().configure_trust(context)
         return context
 
-    def ca_file(self) -> Iterator[str]:
-        return self.ca().cert_pem.tempfile()  # type: ignore[no-any-return]
+    def ca_file(self) -> AbstractContextManager[str]:
+        """`with server.ca_file() as path:` the CA certificate as a PEM file."""
+        return self.ca().cert_pem.tempfile()
 
     def __enter__(self) -> LoopbackServer:
         self._thread.start()
