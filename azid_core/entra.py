@@ -71,6 +71,8 @@ def token_request_flow(
     try:
         response, now = yield from send_with_retry(http_request, ENTRA_POLICY, now)
     except TransportError as exc:
+        if exc.kind == "too_large":  # the service answered, with more than any token reply holds (§8)
+            raise protocol_error(request.owner, SERVICE, "body", exc.detail) from exc
         raise CredentialUnavailableError(
             f"{request.owner}: {SERVICE} at {request.url} could not be reached ({exc.kind}): "
             f"{mask(exc.detail, request.secrets)}"

@@ -17,6 +17,16 @@ class BodyBuffer:
         self._chunks: list[bytes] = []
         self._size = 0
 
+    def expect(self, content_length: str | None) -> None:
+        """Fail before reading when the declared length is already over the limit (async adapters
+        then never start, and so never abandon, a body iterator)."""
+        if (
+            content_length is not None
+            and content_length.strip().isdigit()
+            and int(content_length) > self._limit
+        ):
+            raise TransportError("too_large", f"the response body is over {self._limit} bytes")
+
     def add(self, chunk: bytes) -> None:
         self._size += len(chunk)
         if self._size > self._limit:

@@ -23,7 +23,7 @@ from azid_core.frontend import AsyncCredentialBase, CredentialBase
 from azid_core.transport import BodyBuffer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable, Iterator
 
     from azid_core.acquire import TokenSource
     from azid_core.effects import Waitable
@@ -55,17 +55,52 @@ def transport_error(exc: httpx.HTTPError) -> TransportError:
     return TransportError(kind, f"{type(exc).__name__}: {exc}")
 
 
+class _Body(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A request body sent as one chunk.
+
+    Not httpx's own `ByteStream`: its `__aiter__` is an async generator, which httpcore abandons
+    when the peer resets mid-send, and trio then warns about an unfinalized generator.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self._chunks = (data,) if data else ()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._chunks)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _Chunks(self._chunks)
+
+
+class _Chunks:
+    def __init__(self, chunks: tuple[bytes, ...]) -> None:
+        self._pending = list(chunks)
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if not self._pending:
+            raise StopAsyncIteration
+        return self._pending.pop()
+
+
 def to_httpx(request: HttpRequest) -> httpx.Request:
-    """The httpx request for an effect: its headers only (httpx adds Host and Content-Length)."""
+    """The httpx request for an effect: its headers, plus Host and Content-Length."""
     for field in ("bypass_proxy", "pin_sha1", "tls_server_name", "ca_pem"):
         if getattr(request, field):
             raise TransportError("tls", f"azid_httpx does not support {field} yet")
     timeout = httpx.Timeout(request.timeout, connect=request.connect_timeout or request.timeout)
+    url = httpx.URL(request.url)
+    headers = [("Host", url.netloc.decode("ascii")), *request.headers]
+    if request.body or request.method in {"POST", "PUT"}:
+        headers.append(("Content-Length", str(len(request.body))))
+    # With `stream=`, httpx adds neither Host nor Content-Length: both are set above.
     return httpx.Request(
         request.method,
-        request.url,
-        headers=list(request.headers),
-        content=request.body or None,
+        url,
+        headers=headers,
+        stream=_Body(request.body),
         extensions={"timeout": timeout.as_dict()},
     )
 
@@ -94,6 +129,7 @@ class Credential(CredentialBase):
             response = self._client.send(to_httpx(request), stream=True, follow_redirects=False)
             try:
                 body = BodyBuffer(request.max_response_bytes)
+                body.expect(response.headers.get("content-length"))
                 for chunk in response.iter_bytes():
                     body.add(chunk)
                     if time.monotonic() > deadline:
@@ -135,6 +171,7 @@ class AsyncCredential(AsyncCredentialBase):
                 response = await self._client.send(to_httpx(request), stream=True, follow_redirects=False)
                 try:
                     body = BodyBuffer(request.max_response_bytes)
+                    body.expect(response.headers.get("content-length"))
                     async for chunk in response.aiter_bytes():
                         body.add(chunk)
                 finally:

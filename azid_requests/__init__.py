@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import requests
 from urllib3.exceptions import ProtocolError as Urllib3ProtocolError
 from urllib3.exceptions import ReadTimeoutError
+from urllib3.util import SKIP_HEADER
 
 from azid_core.effects import HttpRequest, HttpResponse
 from azid_core.errors import TransportError
@@ -80,6 +81,8 @@ class Credential(CredentialBase):
         for name in self._session.headers:  # send no session defaults (Accept-Encoding, ...)
             if name.lower() not in ours and name.lower() != "connection":
                 headers[name] = None
+        if "accept-encoding" not in ours:
+            headers["Accept-Encoding"] = SKIP_HEADER  # else http.client adds `identity`
         deadline = time.monotonic() + request.timeout
         try:
             response = self._session.request(
@@ -95,6 +98,7 @@ class Credential(CredentialBase):
             )
             with response:
                 body = BodyBuffer(request.max_response_bytes)
+                body.expect(response.headers.get("content-length"))
                 for chunk in response.iter_content(CHUNK):
                     body.add(chunk)
                     if time.monotonic() > deadline:

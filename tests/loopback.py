@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 512  # hundreds of clients connect at once in the single-flight tests
 
     def __init__(self, handler: Callable[[HttpRequest], HttpResponse], delay: float, scheme: str) -> None:
         super().__init__(("127.0.0.1", 0), _RequestHandler)
@@ -38,6 +39,8 @@ class _Server(ThreadingHTTPServer):
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, each reply waits for a delayed ACK (~40 ms).
+    disable_nagle_algorithm = True
     server: _Server
 
     def _serve(self) -> None:
