@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 from azid_core import ClientSecretCredential
 from azid_core.effects import HttpRequest, HttpResponse
 from azid_core.testing import EntraEmulator
-from tests import loopback
 from tests.loopback import LoopbackServer
 
 if TYPE_CHECKING:
