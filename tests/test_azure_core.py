@@ -67,9 +67,10 @@ def test_bearer_policy_falls_back_to_get_token_and_reuses_the_cache(
 
     request = _pipeline_request()
     if path.is_async:
-        path.call(AsyncBearerTokenCredentialPolicy(OnlyGetToken(cred), SCOPE).on_request, request)
+        policy: Any = AsyncBearerTokenCredentialPolicy(OnlyGetToken(cred), SCOPE)  # type: ignore[arg-type]
+        path.call(policy.on_request, request)
     else:
-        BearerTokenCredentialPolicy(OnlyGetToken(cred), SCOPE).on_request(request)  # type: ignore[arg-type]
+        BearerTokenCredentialPolicy(OnlyGetToken(cred), SCOPE).on_request(request)
     assert request.http_request.headers["Authorization"] == f"Bearer {first.token}"
     assert emulator.token_requests == 1
     path.close(cred)
