@@ -1,0 +1,261 @@
+"""Adapter contracts without sockets: httpx through `httpx.MockTransport`, requests through a
+`BaseAdapter` mounted on a `Session`. Each library's failures map to the right transport kind, a
+client or session passed in stays open, and one the adapter made is closed."""
+
+from __future__ import annotations
+
+import ssl
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+import pytest
+import requests
+import requests.adapters
+from urllib3.exceptions import NewConnectionError, ProtocolError, ReadTimeoutError
+from urllib3.util import SKIP_HEADER
+
+import azid_httpx
+import azid_requests
+from azid_core import ClientSecretCredential, CredentialUnavailableError, HttpRequest, TransportError
+from azid_core.testing import EntraEmulator
+from tests.conftest import CLIENT, SECRET, TENANT, FakeClock
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+AUTHORITY = "https://login.test"
+SCOPE = "https://vault.azure.net/.default"
+
+
+def _core() -> ClientSecretCredential:
+    return ClientSecretCredential(TENANT, CLIENT, SECRET, authority=AUTHORITY, env={})
+
+
+def _emulator() -> EntraEmulator:
+    emulator = EntraEmulator(clock=FakeClock())
+    emulator.add_app(TENANT, CLIENT, SECRET)
+    return emulator
+
+
+class _NoSleep(azid_httpx.Credential):
+    slept: list[float]
+
+    def _sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+class _NoSleepAsync(azid_httpx.AsyncCredential):
+    slept: list[float]
+
+    async def _sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+class _NoSleepRequests(azid_requests.Credential):
+    slept: list[float]
+
+    def _sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+# -- httpx --
+
+
+def _emulated(emulator: EntraEmulator) -> Callable[[httpx.Request], httpx.Response]:
+    def handle(request: httpx.Request) -> httpx.Response:
+        reply = emulator(
+            HttpRequest(request.method, str(request.url), tuple(request.headers.items()), request.read())
+        )
+        return httpx.Response(reply.status, headers=list(reply.headers), content=reply.body)
+
+    return handle
+
+
+def _tls_failure(request: httpx.Request) -> httpx.Response:
+    try:
+        raise ssl.SSLCertVerificationError("certificate verify failed")
+    except ssl.SSLError as exc:
+        raise httpx.ConnectError("handshake failed", request=request) from exc
+
+
+HTTPX_FAILURES: list[tuple[str, Callable[[httpx.Request], Any], str]] = [
+    ("connect", lambda r: (_ for _ in ()).throw(httpx.ConnectError("refused", request=r)), "connect"),
+    ("connect-timeout", lambda r: (_ for _ in ()).throw(httpx.ConnectTimeout("slow", request=r)), "connect"),
+    ("read-timeout", lambda r: (_ for _ in ()).throw(httpx.ReadTimeout("slow", request=r)), "timeout"),
+    ("reset", lambda r: (_ for _ in ()).throw(httpx.ReadError("reset", request=r)), "closed"),
+    ("garbage", lambda r: (_ for _ in ()).throw(httpx.RemoteProtocolError("bad", request=r)), "closed"),
+    ("proxy", lambda r: (_ for _ in ()).throw(httpx.ProxyError("407", request=r)), "proxy"),
+    ("tls", _tls_failure, "tls"),
+]
+
+
+@pytest.mark.parametrize(("name", "handler", "kind"), HTTPX_FAILURES, ids=[f[0] for f in HTTPX_FAILURES])
+def test_httpx_failures_map_to_transport_kinds(
+    name: str, handler: Callable[[httpx.Request], Any], kind: str
+) -> None:
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    cred = _NoSleep(_core(), client)
+    cred.slept = []
+    with pytest.raises(CredentialUnavailableError, match=rf"\({kind}\)") as caught:
+        cred.get_token(SCOPE)
+    assert isinstance(caught.value.__cause__, TransportError)
+    assert caught.value.__cause__.kind == kind
+    assert cred.slept == ([0.0, 1.6, 3.2] if kind == "connect" else [])
+    client.close()
+
+
+@pytest.mark.parametrize(("name", "handler", "kind"), HTTPX_FAILURES, ids=[f[0] for f in HTTPX_FAILURES])
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_httpx_async_failures_map_to_transport_kinds(
+    name: str, handler: Callable[[httpx.Request], Any], kind: str, backend: str
+) -> None:
+    async def scenario() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            cred = _NoSleepAsync(_core(), client)
+            cred.slept = []
+            with pytest.raises(CredentialUnavailableError) as caught:
+                await cred.get_token(SCOPE)
+            assert isinstance(caught.value.__cause__, TransportError)
+            assert caught.value.__cause__.kind == kind
+
+    anyio.run(scenario, backend=backend)
+
+
+def test_httpx_client_passed_in_stays_open_and_ours_is_closed() -> None:
+    emulator = _emulator()
+    client = httpx.Client(transport=httpx.MockTransport(_emulated(emulator)))
+    with azid_httpx.Credential(_core(), client) as cred:
+        assert cred.get_token(SCOPE).token
+    assert not client.is_closed
+    client.close()
+    ours = azid_httpx.Credential(_core())
+    ours.close()
+    assert ours._client.is_closed
+
+
+def test_httpx_async_context_manager_closes_only_its_own_client() -> None:
+    emulator = _emulator()
+
+    async def scenario() -> None:
+        client = httpx.AsyncClient(transport=httpx.MockTransport(_emulated(emulator)))
+        async with azid_httpx.AsyncCredential(_core(), client) as cred:
+            assert (await cred.get_token(SCOPE)).token
+        assert not client.is_closed
+        await client.aclose()
+        async with azid_httpx.AsyncCredential(_core()) as ours:
+            pass
+        assert ours._client.is_closed
+
+    anyio.run(scenario)
+
+
+@pytest.mark.parametrize(
+    "field",
+    [{"bypass_proxy": True}, {"pin_sha1": b"\x00" * 20}, {"tls_server_name": "x"}, {"ca_pem": b"pem"}],
+)
+def test_httpx_refuses_transport_options_it_does_not_implement(field: dict[str, Any]) -> None:
+    with pytest.raises(TransportError, match="does not support") as caught:
+        azid_httpx.to_httpx(HttpRequest("GET", "https://login.test/", **field))
+    assert caught.value.kind == "tls"
+
+
+def test_httpx_sends_the_effects_headers_and_body_only() -> None:
+    request = azid_httpx.to_httpx(
+        HttpRequest("POST", "https://login.test:8443/t/x?a=1", (("Accept", "x/y"),), b"k=v")
+    )
+    assert list(request.headers.items()) == [
+        ("host", "login.test:8443"),
+        ("accept", "x/y"),
+        ("content-length", "3"),
+    ]
+    assert request.read() == b"k=v"
+
+
+# -- requests --
+
+
+class _ScriptedAdapter(requests.adapters.BaseAdapter):
+    """A transport for `requests.Session`: raises the scripted exception, or answers via the emulator."""
+
+    def __init__(self, failure: BaseException | None = None, emulator: EntraEmulator | None = None) -> None:
+        super().__init__()
+        self.failure = failure
+        self.emulator = emulator
+        self.sent: list[requests.PreparedRequest] = []
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        self.sent.append(request)
+        if self.failure is not None:
+            raise self.failure
+        assert self.emulator is not None
+        body = request.body if isinstance(request.body, bytes) else (request.body or "").encode()
+        reply = self.emulator(
+            HttpRequest(request.method or "", request.url or "", tuple(request.headers.items()), body)
+        )
+        response = requests.Response()
+        response.status_code = reply.status
+        response.headers.update(dict(reply.headers))
+        response._content = reply.body
+        response._content_consumed = True  # type: ignore[attr-defined]  # the body is in memory, no raw stream
+        response.url = request.url or ""
+        return response
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+REQUESTS_FAILURES: list[tuple[str, BaseException, str]] = [
+    ("refused", requests.ConnectionError(NewConnectionError(None, "refused")), "connect"),  # type: ignore[arg-type]
+    ("connect-timeout", requests.exceptions.ConnectTimeout("slow"), "connect"),
+    ("read-timeout", requests.exceptions.ReadTimeout("slow"), "timeout"),
+    ("read-timeout-in-body", requests.ConnectionError(ReadTimeoutError(None, "/", "slow")), "timeout"),  # type: ignore[arg-type]
+    ("tls", requests.exceptions.SSLError("verify failed"), "tls"),
+    ("proxy", requests.exceptions.ProxyError("407"), "proxy"),
+    (
+        "reset",
+        requests.ConnectionError(ProtocolError("Connection aborted.", ConnectionResetError())),
+        "closed",
+    ),
+    ("chunked", requests.exceptions.ChunkedEncodingError("truncated"), "closed"),
+    ("bad-url", requests.exceptions.InvalidURL("no host"), "connect"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "failure", "kind"), REQUESTS_FAILURES, ids=[f[0] for f in REQUESTS_FAILURES]
+)
+def test_requests_failures_map_to_transport_kinds(name: str, failure: BaseException, kind: str) -> None:
+    session = requests.Session()
+    adapter = _ScriptedAdapter(failure)
+    session.mount("https://", adapter)
+    cred = _NoSleepRequests(_core(), session)
+    cred.slept = []
+    with pytest.raises(CredentialUnavailableError, match=rf"\({kind}\)") as caught:
+        cred.get_token(SCOPE)
+    assert isinstance(caught.value.__cause__, TransportError)
+    assert caught.value.__cause__.kind == kind
+    assert len(adapter.sent) == (4 if kind == "connect" else 1)
+    session.close()
+
+
+def test_requests_sends_no_session_defaults_and_keeps_a_session_passed_in() -> None:
+    session = requests.Session()
+    session.headers["X-Session-Default"] = "1"
+    adapter = _ScriptedAdapter(emulator=_emulator())
+    session.mount("https://", adapter)
+    with azid_requests.Credential(_core(), session) as cred:
+        assert cred.get_token(SCOPE).token
+    names = {name.lower() for name in adapter.sent[0].headers}
+    assert "x-session-default" not in names
+    assert "accept-encoding" in names  # as urllib3's skip marker, so http.client adds nothing
+    assert adapter.sent[0].headers["Accept-Encoding"] == SKIP_HEADER
+    assert adapter.sent[0].headers["User-Agent"].startswith("azid/")
+    assert session.get_adapter("https://login.test") is adapter  # still open and usable
+
+
+@pytest.mark.parametrize("field", [{"pin_sha1": b"\x00" * 20}, {"tls_server_name": "x"}, {"ca_pem": b"pem"}])
+def test_requests_refuses_transport_options_it_does_not_implement(field: dict[str, Any]) -> None:
+    cred = azid_requests.Credential(_core(), requests.Session())
+    with pytest.raises(TransportError, match="does not support"):
+        cred._http(HttpRequest("GET", "https://login.test/", **field))
