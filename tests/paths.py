@@ -26,21 +26,21 @@ if TYPE_CHECKING:
     from azid_core.tokens import AccessToken, AccessTokenInfo
 
 
-class _SleeplessRequests(azid_requests.Credential):
+class SleeplessRequests(azid_requests.Credential):
     slept: list[float]
 
     def _sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
 
 
-class _SleeplessHttpx(azid_httpx.Credential):
+class SleeplessHttpx(azid_httpx.Credential):
     slept: list[float]
 
     def _sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
 
 
-class _SleeplessAsyncHttpx(azid_httpx.AsyncCredential):
+class SleeplessAsyncHttpx(azid_httpx.AsyncCredential):
     slept: list[float]
 
     async def _sleep(self, seconds: float) -> None:
@@ -48,7 +48,7 @@ class _SleeplessAsyncHttpx(azid_httpx.AsyncCredential):
         await anyio.lowlevel.checkpoint()
 
 
-class _SleeplessTrio(azid_trio.Credential):
+class SleeplessTrio(azid_trio.Credential):
     slept: list[float]
 
     async def _sleep(self, seconds: float) -> None:
@@ -163,8 +163,8 @@ class AsyncPath(Path):
 
 
 def all_paths() -> Iterator[Path]:
-    yield Path("requests", _SleeplessRequests)
-    yield Path("httpx", _SleeplessHttpx)
-    yield AsyncPath("httpx-asyncio", _SleeplessAsyncHttpx, "asyncio")
-    yield AsyncPath("httpx-trio", _SleeplessAsyncHttpx, "trio")
-    yield AsyncPath("azid_trio", _SleeplessTrio, "trio")
+    yield Path("requests", SleeplessRequests)
+    yield Path("httpx", SleeplessHttpx)
+    yield AsyncPath("httpx-asyncio", SleeplessAsyncHttpx, "asyncio")
+    yield AsyncPath("httpx-trio", SleeplessAsyncHttpx, "trio")
+    yield AsyncPath("azid_trio", SleeplessTrio, "trio")

@@ -20,6 +20,7 @@ import azid_requests
 from azid_core import ClientSecretCredential, CredentialUnavailableError, HttpRequest, TransportError
 from azid_core.testing import EntraEmulator
 from tests.conftest import CLIENT, SECRET, TENANT, FakeClock
+from tests.paths import SleeplessAsyncHttpx, SleeplessHttpx, SleeplessRequests
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,27 +37,6 @@ def _emulator() -> EntraEmulator:
     emulator = EntraEmulator(clock=FakeClock())
     emulator.add_app(TENANT, CLIENT, SECRET)
     return emulator
-
-
-class _NoSleep(azid_httpx.Credential):
-    slept: list[float]
-
-    def _sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-
-
-class _NoSleepAsync(azid_httpx.AsyncCredential):
-    slept: list[float]
-
-    async def _sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-
-
-class _NoSleepRequests(azid_requests.Credential):
-    slept: list[float]
-
-    def _sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
 
 
 # -- httpx --
@@ -95,7 +75,7 @@ def test_httpx_failures_map_to_transport_kinds(
     name: str, handler: Callable[[httpx.Request], Any], kind: str
 ) -> None:
     client = httpx.Client(transport=httpx.MockTransport(handler))
-    cred = _NoSleep(_core(), client)
+    cred = SleeplessHttpx(_core(), client)
     cred.slept = []
     with pytest.raises(CredentialUnavailableError, match=rf"\({kind}\)") as caught:
         cred.get_token(SCOPE)
@@ -112,7 +92,7 @@ def test_httpx_async_failures_map_to_transport_kinds(
 ) -> None:
     async def scenario() -> None:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            cred = _NoSleepAsync(_core(), client)
+            cred = SleeplessAsyncHttpx(_core(), client)
             cred.slept = []
             with pytest.raises(CredentialUnavailableError) as caught:
                 await cred.get_token(SCOPE)
@@ -229,7 +209,7 @@ def test_requests_failures_map_to_transport_kinds(name: str, failure: BaseExcept
     session = requests.Session()
     adapter = _ScriptedAdapter(failure)
     session.mount("https://", adapter)
-    cred = _NoSleepRequests(_core(), session)
+    cred = SleeplessRequests(_core(), session)
     cred.slept = []
     with pytest.raises(CredentialUnavailableError, match=rf"\({kind}\)") as caught:
         cred.get_token(SCOPE)
