@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 from .effects import HttpRequest, HttpResponse, Sleep
 from .errors import AzidError, TransportError
+from .logs import debug
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -68,9 +69,15 @@ def form_body(fields: Iterable[tuple[str, str]]) -> bytes:
 
 def http(request: HttpRequest) -> Flow[HttpResponse]:
     """Yield one request; the reply must be its response."""
-    reply = yield request
+    debug("http", "sending %r", request)
+    try:
+        reply = yield request
+    except TransportError as exc:
+        debug("http", "%r failed: %s", request, exc.kind)
+        raise
     if not isinstance(reply, HttpResponse):
         raise AzidError(f"the adapter answered {request!r} with {type(reply).__name__}, not HttpResponse")
+    debug("http", "%r answered %d", request, reply.status)
     return reply
 
 
