@@ -14,6 +14,7 @@ from .effects import AwaitFlight
 from .errors import AzidError
 from .flight import HANDOVER, Follow, Lead
 from .logs import debug
+from .wire import sleep
 
 if TYPE_CHECKING:
     from .cache import CacheEntry, CacheKey, CallKey, TokenCache
@@ -104,8 +105,10 @@ def _lead(
         info = yield from source.fetch_flow(call, key, now)
     except AzidError as exc:
         if plan.fallback is not None and not call.claims:
-            # Serve the old token while it lasts; the next try waits 30 s (§7.2).
-            cache.note_failure(key, now)
+            # Serve the old token while it lasts; the next try waits 30 s from now (§7.2). A zero
+            # sleep reads the clock: retries may have taken a minute since the fetch began.
+            failed_at = yield from sleep(0.0, now)
+            cache.note_failure(key, failed_at)
             flights.leave(key, ticket.flight, exc)
             debug("cache", "%s: refresh failed, serving the cached token: %s", key[3], exc)
             return _serve(cache, call, key, plan.fallback)

@@ -44,12 +44,13 @@ def normalize_authority(value: str | None, env: Mapping[str, str], *, owner: str
     else:
         return "https://" + AZURE_PUBLIC_CLOUD
 
-    def invalid(rule: str) -> ConfigError:
-        return ConfigError(f"{owner}: {name} is invalid: {rule} (got {raw!r})")
+    def invalid(rule: str, *, show: bool = True) -> ConfigError:
+        return ConfigError(f"{owner}: {name} is invalid: {rule}" + (f" (got {raw!r})" if show else ""))
 
-    text = raw.strip().rstrip("/")
+    text = raw.strip()
     if "://" not in text:
         text = "https://" + text
+    text = text.rstrip("/")
     try:
         parts = urlsplit(text)
         port = parts.port
@@ -59,7 +60,7 @@ def normalize_authority(value: str | None, env: Mapping[str, str], *, owner: str
     if not host:
         raise invalid("a host is required")
     if parts.username is not None or parts.password is not None:
-        raise invalid("user information is not allowed")
+        raise invalid("user information is not allowed", show=False)  # it may hold a password
     if parts.query or parts.fragment or text.endswith(("?", "#")):
         raise invalid("a query or fragment is not allowed")
     if scheme != "https" and not (scheme == "http" and host in LOOPBACK_HOSTS):

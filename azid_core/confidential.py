@@ -79,7 +79,7 @@ class EntraCredential:
         # Instance discovery is not done at all (§0.4); the option exists for drop-in compatibility.
         self._disable_instance_discovery = disable_instance_discovery
         self._multitenant_disabled = bool(environment.get("AZURE_IDENTITY_DISABLE_MULTITENANTAUTH"))
-        self._user_agent = user_agent(environment)
+        self._user_agent = user_agent(environment, owner=owner)
         self._entropy = entropy
         self._cache = TokenCache()
 

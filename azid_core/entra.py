@@ -28,7 +28,7 @@ SERVICE = "Microsoft Entra ID"
 CONNECT_TIMEOUT = 10.0  # §0.5: connect deadline for Entra
 MAX_TOKEN_LENGTH = 65536
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
-_AADSTS = re.compile(r"AADSTS(\d+)")
+_AADSTS = re.compile(r"AADSTS([0-9]{1,10})")
 
 
 class EntraRequest(NamedTuple):
@@ -72,7 +72,7 @@ def token_request_flow(
         response, now = yield from send_with_retry(http_request, ENTRA_POLICY, now)
     except TransportError as exc:
         if exc.kind == "too_large":  # the service answered, with more than any token reply holds (§8)
-            raise protocol_error(request.owner, SERVICE, "body", exc.detail) from exc
+            raise protocol_error(request.owner, SERVICE, "body", mask(exc.detail, request.secrets)) from exc
         raise CredentialUnavailableError(
             f"{request.owner}: {SERVICE} at {request.url} could not be reached ({exc.kind}): "
             f"{mask(exc.detail, request.secrets)}"
@@ -109,19 +109,26 @@ def parse_token_reply(
         problem = "missing" if token is None else "not 1 to 65536 printable ASCII characters"
         raise protocol_error(owner, SERVICE, "access_token", problem)
     if "expires_in" in body:
-        lifetime = parse_lifetime(body["expires_in"], field="expires_in", source=SERVICE, owner=owner)
+        lifetime = parse_lifetime(
+            body["expires_in"], field="expires_in", source=SERVICE, owner=owner, secrets=secrets
+        )
         if lifetime <= 0:
             raise protocol_error(owner, SERVICE, "expires_in", f"{lifetime} is not positive")
-        expires_on = parse_expiry(now + lifetime, field="expires_in", source=SERVICE, owner=owner, now=now)
+        # int(now): Python ints cannot overflow, a float sum with a 400-digit lifetime would.
+        expires_on = parse_expiry(
+            int(now) + lifetime, field="expires_in", source=SERVICE, owner=owner, now=now, secrets=secrets
+        )
     elif "expires_on" in body:
         expires_on = parse_expiry(
-            body["expires_on"], field="expires_on", source=SERVICE, owner=owner, now=now
+            body["expires_on"], field="expires_on", source=SERVICE, owner=owner, now=now, secrets=secrets
         )
     else:
         raise protocol_error(owner, SERVICE, "expires_in", "missing (and no expires_on)")
     refresh_in = None
     if "refresh_in" in body:
-        refresh_in = parse_lifetime(body["refresh_in"], field="refresh_in", source=SERVICE, owner=owner)
+        refresh_in = parse_lifetime(
+            body["refresh_in"], field="refresh_in", source=SERVICE, owner=owner, secrets=secrets
+        )
     token_type = _text(body.get("token_type")) or "Bearer"
     return AccessTokenInfo(
         token,
@@ -138,8 +145,8 @@ def _error_codes(body: dict[str, Any], description: str | None) -> tuple[int, ..
         found = tuple(
             int(code)
             for code in codes
-            if (isinstance(code, int) and not isinstance(code, bool))
-            or (isinstance(code, str) and code.isdigit())
+            if (isinstance(code, int) and not isinstance(code, bool) and 0 <= code < 10**10)
+            or (isinstance(code, str) and code.isascii() and code.isdigit() and len(code) <= 10)
         )
         if found:
             return found
@@ -164,7 +171,8 @@ def parse_error_reply(
         summary = shown.splitlines()[0] if shown.strip() else "no details in the reply"
         head = f"HTTP {response.status}"
     else:
-        error = _text(body.get("error"))
+        raw_error = _text(body.get("error"))
+        error = mask(raw_error, secrets) if raw_error else None
         raw_description = _text(body.get("error_description"))
         description = mask(raw_description, secrets) if raw_description else None
         codes = _error_codes(body, raw_description)

@@ -9,7 +9,7 @@ from .errors import ConfigError
 
 __all__ = ["check_scopes", "merge_claims"]
 
-_BAD_SCOPE = re.compile(r"[\s\x00-\x1f\x7f]")
+_BAD_SCOPE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")  # whitespace, C0 and C1 controls
 
 
 def check_scopes(scopes: tuple[str, ...], *, owner: str) -> tuple[str, ...]:
@@ -33,7 +33,7 @@ def merge_claims(claims: str | None, *, enable_cae: bool, owner: str) -> str | N
     if claims:
         try:
             merged = json.loads(claims)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             merged = None
     if not isinstance(merged, dict):
         raise ConfigError(f"{owner}: claims is invalid: with enable_cae it must be a JSON object")

@@ -11,6 +11,7 @@ import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import protocol_error
+from .redact import mask
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -82,19 +83,32 @@ def refresh_time(issued_at: float, expires_on: int, refresh_in: int | None) -> i
     return None
 
 
-_NUMERIC = re.compile(r"\d+(\.\d+)?")
+# ASCII digits only, and at most 15 before the point: nothing longer is a time, and int() of a
+# 4300-digit string raises.
+_NUMERIC = re.compile(r"\d{1,15}(\.\d{1,15})?", re.ASCII)
+_SIGNED_NUMERIC = re.compile(r"-?\d{1,15}(\.\d{1,15})?", re.ASCII)
 _ISO = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:([Zz])|([+-])(\d{2}):(\d{2}))", re.ASCII
 )
 _US_DATE = re.compile(
-    r"(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):(\d{2}):(\d{2})(?: ([AaPp][Mm]))? ([+-])(\d{2}):(\d{2})"
+    r"(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):(\d{2}):(\d{2})(?: ([AaPp][Mm]))? ([+-])(\d{2}):(\d{2})", re.ASCII
 )
-_AZ_LOCAL = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.\d+)?")
+_AZ_LOCAL = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.\d+)?", re.ASCII)
 
 
-def _shown(value: object) -> str:
-    text = repr(value)
+def _shown(value: object, secrets: tuple[str, ...]) -> str:
+    """A bad value as a message shows it (§0.6): masked, and cut when over 64 characters."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**64:
+        return "a number of over 64 digits"
+    text = mask(repr(value), secrets)
     return text if len(text) <= 64 else text[:30] + "…(masked)"
+
+
+def _whole_seconds(value: int | float) -> int | None:
+    """`value` floored, or None for NaN and infinities (JSON integers of any size are fine)."""
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) else None
+    return value
 
 
 def _epoch(fields: tuple[int, int, int, int, int, int], offset_minutes: int) -> int:
@@ -133,6 +147,7 @@ def parse_expiry(
     owner: str,
     now: float,
     naive_to_epoch: Callable[[str], float] | None = None,
+    secrets: tuple[str, ...] = (),
 ) -> int:
     """Read an absolute expiry in any of the forms token services send (§0.6); epoch seconds.
 
@@ -143,28 +158,29 @@ def parse_expiry(
     if isinstance(value, bool):
         result = None  # JSON true/false are numbers to Python; never an expiry
     elif isinstance(value, (int, float)):
-        result = int(value) if math.isfinite(value) and value >= 0 else None
+        result = _whole_seconds(value) if value >= 0 else None
     elif isinstance(value, str):
         try:
             result = _parse_text(value.strip(), naive_to_epoch)
         except (ValueError, OverflowError, OSError):
             result = None  # impossible dates, e.g. month 13
     if result is None:
-        raise protocol_error(owner, source, field, f"not an expiry time: {_shown(value)}")
+        raise protocol_error(owner, source, field, f"not an expiry time: {_shown(value, secrets)}")
     if not now < result <= MAX_EPOCH:
         problem = "already past" if result <= now else "beyond year 9999"
-        raise protocol_error(owner, source, field, f"{result} is {problem}")
+        raise protocol_error(owner, source, field, f"{_shown(result, secrets)} is {problem}")
     return result
 
 
-_SIGNED_NUMERIC = re.compile(r"-?\d+(\.\d+)?")
-
-
-def parse_lifetime(value: Any, *, field: str, source: str, owner: str) -> int:
+def parse_lifetime(value: Any, *, field: str, source: str, owner: str, secrets: tuple[str, ...] = ()) -> int:
     """Read a relative number of seconds (`expires_in`, `refresh_in`): a number or numeric string."""
+    seconds: int | None = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if math.isfinite(value):
-            return int(value)
+        seconds = _whole_seconds(value)
     elif isinstance(value, str) and _SIGNED_NUMERIC.fullmatch(value.strip()):
-        return int(value.strip().partition(".")[0])
-    raise protocol_error(owner, source, field, f"not a number of seconds: {_shown(value)}")
+        seconds = int(value.strip().partition(".")[0])
+    if seconds is None:
+        raise protocol_error(owner, source, field, f"not a number of seconds: {_shown(value, secrets)}")
+    if abs(seconds) > MAX_EPOCH:
+        raise protocol_error(owner, source, field, f"{_shown(seconds, secrets)} seconds is beyond year 9999")
+    return seconds

@@ -20,11 +20,8 @@ class BodyBuffer:
     def expect(self, content_length: str | None) -> None:
         """Fail before reading when the declared length is already over the limit (async adapters
         then never start, and so never abandon, a body iterator)."""
-        if (
-            content_length is not None
-            and content_length.strip().isdigit()
-            and int(content_length) > self._limit
-        ):
+        declared = (content_length or "").strip()
+        if declared.isascii() and declared.isdigit() and int(declared) > self._limit:
             raise TransportError("too_large", f"the response body is over {self._limit} bytes")
 
     def add(self, chunk: bytes) -> None:

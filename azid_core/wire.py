@@ -7,12 +7,13 @@ failures it retries, how long it waits, and its total sleep budget.
 from __future__ import annotations
 
 import math
+import re
 import sys
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlencode
 
 from .effects import HttpRequest, HttpResponse, Sleep
-from .errors import AzidError, TransportError
+from .errors import AzidError, ConfigError, TransportError
 from .logs import debug
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 VERSION = "0.1.0"
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 
 if TYPE_CHECKING:
     Entropy = Callable[[int], bytes]
@@ -54,11 +56,14 @@ def new_request_id(entropy: Entropy) -> str:
     return str(uuid.UUID(bytes=entropy(16), version=4))
 
 
-def user_agent(env: Mapping[str, str], platform: str = sys.platform) -> str:
+def user_agent(env: Mapping[str, str], *, owner: str, platform: str = sys.platform) -> str:
     """`azid/<ver> Python/<x.y.z> (<platform>)[ $AZURE_HTTP_USER_AGENT]` (§0.4)."""
     python = ".".join(str(part) for part in sys.version_info[:3])
     agent = f"azid/{VERSION} Python/{python} ({platform})"
     suffix = env.get("AZURE_HTTP_USER_AGENT", "").strip()
+    if not _PRINTABLE_ASCII.fullmatch(suffix):
+        # A header value from the environment is checked when taken, and never shown (§0.4).
+        raise ConfigError(f"{owner}: AZURE_HTTP_USER_AGENT is invalid: only printable ASCII is allowed")
     return f"{agent} {suffix}" if suffix else agent
 
 
