@@ -154,27 +154,26 @@ def send_with_retry(
     Raises:  TransportError when the last attempt failed in transport.
     """
     slept = 0.0
-    for attempt in range(len(policy.delays) + 1):
-        failure: TransportError | None = None
-        response: HttpResponse | None = None
+    delays = iter(policy.delays)
+    while True:
+        last: HttpResponse | TransportError
         try:
-            response = yield from http(request)
+            last = yield from http(request)
         except TransportError as exc:
             if exc.kind not in policy.transport_kinds:
                 raise
-            failure = exc
+            last = exc
         else:
-            if response.status not in policy.statuses:
-                return response, now
-        if attempt == len(policy.delays):
-            break
-        hint = retry_hint(response, now) if response is not None else None
-        delay = policy.delays[attempt] if hint is None else hint
-        if slept + delay > policy.budget:
-            break  # a retry that would overrun the budget is not made; report the last reply
+            if last.status not in policy.statuses:
+                return last, now
+        delay = next(delays, None)
+        if delay is not None and isinstance(last, HttpResponse):
+            hint = retry_hint(last, now)
+            delay = delay if hint is None else hint
+        if delay is None or slept + delay > policy.budget:
+            # Out of retries, or a retry that would overrun the budget: report the last reply.
+            if isinstance(last, TransportError):
+                raise last
+            return last, now
         now = yield from sleep(delay, now)
         slept += delay
-    if failure is not None:
-        raise failure
-    assert response is not None
-    return response, now
