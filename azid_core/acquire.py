@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from .cache import Fetch, Serve
 from .effects import AwaitFlight
 from .errors import AzidError
-from .flight import HANDOVER, Follow, Lead
+from .flight import HANDOVER, Follow, Handover, Lead
 from .logs import debug
 from .wire import sleep
 
@@ -101,24 +101,25 @@ def _lead(
     now: float,
 ) -> Flow[AccessTokenInfo]:
     cache = source.token_cache
+    # Whatever happens, the flight ends and its waiters wake. Until the fetch has an outcome, it
+    # is a cancellation (GeneratorExit, trio.Cancelled, ...): waiters plan again, one of them leads.
+    outcome: BaseException | Handover | None = HANDOVER
     try:
-        info = yield from source.fetch_flow(call, key, now)
-    except AzidError as exc:
-        if plan.fallback is not None and not call.claims:
+        try:
+            info = yield from source.fetch_flow(call, key, now)
+        except Exception as exc:
+            outcome = exc
+            if not isinstance(exc, AzidError) or plan.fallback is None or call.claims:
+                raise
             # Serve the old token while it lasts; the next try waits 30 s from now (§7.2). A zero
             # sleep reads the clock: retries may have taken a minute since the fetch began.
             failed_at = yield from sleep(0.0, now)
             cache.note_failure(key, failed_at)
-            flights.leave(key, ticket.flight, exc)
             debug("cache", "%s: refresh failed, serving the cached token: %s", key[3], exc)
             return _serve(cache, call, key, plan.fallback)
-        flights.leave(key, ticket.flight, exc)
-        raise
-    except BaseException as exc:
-        # Cancelled (GeneratorExit, trio.Cancelled, ...) or a bug: never leave waiters hanging.
-        flights.leave(key, ticket.flight, exc if isinstance(exc, Exception) else HANDOVER)
-        raise
-    entry = cache.store(key, info, now)
-    flights.leave(key, ticket.flight, None)
-    debug("cache", "%s: stored a token expiring at %d", key[3], info.expires_on)
-    return _serve(cache, call, key, entry)
+        entry = cache.store(key, info, now)
+        outcome = None
+        debug("cache", "%s: stored a token expiring at %d", key[3], info.expires_on)
+        return _serve(cache, call, key, entry)
+    finally:
+        flights.leave(key, ticket.flight, outcome)

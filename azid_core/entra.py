@@ -28,7 +28,7 @@ SERVICE = "Microsoft Entra ID"
 CONNECT_TIMEOUT = 10.0  # §0.5: connect deadline for Entra
 MAX_TOKEN_LENGTH = 65536
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
-_AADSTS = re.compile(r"AADSTS([0-9]{1,10})")
+_AADSTS = re.compile(r"AADSTS([0-9]{1,10})(?![0-9])")
 
 
 class EntraRequest(NamedTuple):

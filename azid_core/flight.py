@@ -14,17 +14,17 @@ if TYPE_CHECKING:
 
     from .effects import Waitable
 
-__all__ = ["HANDOVER", "Flight", "FlightTable", "Follow", "Lead"]
+__all__ = ["HANDOVER", "Flight", "FlightTable", "Follow", "Handover", "Lead"]
 
 
-class _Handover:
+class Handover:
     """The outcome of a flight whose leader was cancelled: waiters plan again, one of them leads."""
 
     def __repr__(self) -> str:
         return "HANDOVER"
 
 
-HANDOVER = _Handover()
+HANDOVER = Handover()
 
 
 class Flight:
@@ -33,7 +33,7 @@ class Flight:
     def __init__(self, event: Waitable) -> None:
         self.event = event
         # None: the token is in the cache. An exception: the leader failed. HANDOVER: cancelled.
-        self.outcome: BaseException | _Handover | None = None
+        self.outcome: BaseException | Handover | None = None
 
 
 class Lead(NamedTuple):
@@ -58,7 +58,7 @@ class FlightTable:
         current = self._flights.setdefault(key, mine)
         return Lead(mine) if current is mine else Follow(current)
 
-    def leave(self, key: Hashable, flight: Flight, outcome: BaseException | _Handover | None) -> None:
+    def leave(self, key: Hashable, flight: Flight, outcome: BaseException | Handover | None) -> None:
         """End `flight` with `outcome` and wake its waiters."""
         flight.outcome = outcome
         if self._flights.get(key) is flight:

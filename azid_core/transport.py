@@ -21,7 +21,8 @@ class BodyBuffer:
         """Fail before reading when the declared length is already over the limit (async adapters
         then never start, and so never abandon, a body iterator)."""
         declared = (content_length or "").strip()
-        if declared.isascii() and declared.isdigit() and int(declared) > self._limit:
+        # Over 18 digits is over any limit (and int() refuses strings of over 4300 digits).
+        if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > self._limit):
             raise TransportError("too_large", f"the response body is over {self._limit} bytes")
 
     def add(self, chunk: bytes) -> None:
