@@ -7,6 +7,7 @@ drive `acquire_flow`; an adapter supplies only its HTTP call (and, async, its sl
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
 from . import blocking
@@ -39,7 +40,7 @@ def _unsupported(effect: Effect) -> AzidError:
     return AzidError(f"this adapter cannot perform {effect!r}")
 
 
-class CredentialBase:
+class CredentialBase(ABC):
     """A sync credential over a core credential; subclasses implement `_http` and `close`."""
 
     def __init__(self, core: TokenSource, *, clock: Callable[[], float] | None = None) -> None:
@@ -51,8 +52,9 @@ class CredentialBase:
     def __repr__(self) -> str:
         return f"{type(self).__module__}.{type(self).__name__}({self._core!r})"
 
+    @abstractmethod
     def _http(self, request: HttpRequest) -> HttpResponse:
-        raise NotImplementedError
+        """Send one request with the adapter's library."""
 
     def _sleep(self, seconds: float) -> None:
         blocking.sleep(seconds)
@@ -96,6 +98,7 @@ class CredentialBase:
                 return entry.info
         return self._acquire(call)
 
+    @abstractmethod
     def close(self) -> None:
         """Release what the adapter created (a session or client passed in is left open)."""
 
@@ -108,7 +111,7 @@ class CredentialBase:
         self.close()
 
 
-class AsyncCredentialBase:
+class AsyncCredentialBase(ABC):
     """An async credential over a core credential; subclasses implement `_http`, `_sleep`,
     `_new_event` and `close`, with anyio or trio (never asyncio-only APIs)."""
 
@@ -121,14 +124,17 @@ class AsyncCredentialBase:
     def __repr__(self) -> str:
         return f"{type(self).__module__}.{type(self).__name__}({self._core!r})"
 
+    @abstractmethod
     async def _http(self, request: HttpRequest) -> HttpResponse:
-        raise NotImplementedError
+        """Send one request with the adapter's library."""
 
+    @abstractmethod
     async def _sleep(self, seconds: float) -> None:
-        raise NotImplementedError
+        """Sleep on the adapter's event loop."""
 
+    @abstractmethod
     def _new_event(self) -> Waitable:
-        raise NotImplementedError
+        """An event of the adapter's event loop, for single-flight waiters."""
 
     async def _send(self, effect: Effect) -> Reply:
         if isinstance(effect, HttpRequest):
@@ -170,6 +176,7 @@ class AsyncCredentialBase:
                 return entry.info
         return await self._acquire(call)
 
+    @abstractmethod
     async def close(self) -> None:
         """Release what the adapter created (a client passed in is left open)."""
 

@@ -4,7 +4,9 @@ client or session passed in stays open, and one the adapter made is closed."""
 
 from __future__ import annotations
 
+import io
 import ssl
+import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -23,7 +25,7 @@ from tests.conftest import CLIENT, SECRET, TENANT, FakeClock
 from tests.paths import SleeplessAsyncHttpx, SleeplessHttpx, SleeplessRequests
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 AUTHORITY = "https://login.test"
 SCOPE = "https://vault.azure.net/.default"
@@ -140,6 +142,59 @@ def test_httpx_refuses_transport_options_it_does_not_implement(field: dict[str, 
     assert caught.value.kind == "tls"
 
 
+def test_httpx_get_has_no_content_length_and_the_body_iterates_once() -> None:
+    request = azid_httpx.to_httpx(HttpRequest("GET", "https://login.test/x"))
+    assert list(request.headers.items()) == [("host", "login.test")]
+    chunks = azid_httpx._Body(b"abc").__aiter__()
+    assert chunks.__aiter__() is chunks
+
+    async def drain() -> list[bytes]:
+        return [chunk async for chunk in chunks]
+
+    assert anyio.run(drain) == [b"abc"]
+
+
+def _slow_body(chunks: int, pause: float) -> Iterator[bytes]:
+    for _ in range(chunks):
+        time.sleep(pause)  # the server is slow; the client's deadline is what is tested
+        yield b"{}"
+
+
+def test_sync_adapters_stop_reading_at_the_deadline() -> None:
+    request = HttpRequest("GET", "https://login.test/slow", timeout=0.1)
+    client = httpx.Client(
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=_slow_body(5, 0.06)))
+    )
+    with pytest.raises(TransportError, match=r"timeout: no complete response within 0\.1 s"):
+        azid_httpx.Credential(_core(), client)._http(request)
+    client.close()
+
+    class SlowAdapter(_ScriptedAdapter):
+        def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+            response = requests.Response()
+            response.status_code = 200
+            response.raw = io.BufferedReader(_SlowRaw(5, 0.06))
+            return response
+
+    session = requests.Session()
+    session.mount("https://", SlowAdapter())
+    with pytest.raises(TransportError, match=r"timeout: no complete response within 0\.1 s"):
+        azid_requests.Credential(_core(), session)._http(request)
+
+
+class _SlowRaw(io.RawIOBase):
+    def __init__(self, chunks: int, pause: float) -> None:
+        self._chunks = _slow_body(chunks, pause)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = next(self._chunks, b"")
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
 def test_httpx_sends_the_effects_headers_and_body_only() -> None:
     request = azid_httpx.to_httpx(
         HttpRequest("POST", "https://login.test:8443/t/x?a=1", (("Accept", "x/y"),), b"k=v")
@@ -199,6 +254,7 @@ REQUESTS_FAILURES: list[tuple[str, BaseException, str]] = [
     ),
     ("chunked", requests.exceptions.ChunkedEncodingError("truncated"), "closed"),
     ("bad-url", requests.exceptions.InvalidURL("no host"), "connect"),
+    ("other", requests.exceptions.RetryError("gave up"), "closed"),
 ]
 
 
@@ -232,6 +288,16 @@ def test_requests_sends_no_session_defaults_and_keeps_a_session_passed_in() -> N
     assert adapter.sent[0].headers["Accept-Encoding"] == SKIP_HEADER
     assert adapter.sent[0].headers["User-Agent"].startswith("azid/")
     assert session.get_adapter("https://login.test") is adapter  # still open and usable
+
+
+def test_requests_keeps_an_accept_encoding_the_flow_chose() -> None:
+    session = requests.Session()
+    adapter = _ScriptedAdapter(emulator=_emulator())
+    session.mount("https://", adapter)
+    azid_requests.Credential(_core(), session)._http(
+        HttpRequest("GET", "https://login.test/x", (("Accept-Encoding", "identity"),))
+    )
+    assert adapter.sent[0].headers["Accept-Encoding"] == "identity"
 
 
 @pytest.mark.parametrize("field", [{"pin_sha1": b"\x00" * 20}, {"tls_server_name": "x"}, {"ca_pem": b"pem"}])
