@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["clock", "environ", "new_event", "sleep"]
 
@@ -17,6 +21,7 @@ sleep = time.sleep
 new_event = threading.Event
 
 
-def environ() -> dict[str, str]:
-    """A snapshot of the process environment (constructors take it once, PROTOCOL.md §0.2)."""
-    return dict(os.environ)
+def environ() -> Mapping[str, str]:
+    """The process environment. Constructors read what they need from it once, at construction
+    (PROTOCOL.md §0.2), and keep only those values: no copy of the whole mapping is needed."""
+    return os.environ

@@ -28,7 +28,7 @@ __all__ = ["ClientSecretCredential", "EntraCredential"]
 DEFAULT_REQUEST_TIMEOUT = 30.0  # §0.5: the attempt deadline
 
 
-def _host_environ() -> dict[str, str]:
+def _host_environ() -> Mapping[str, str]:
     from . import blocking
 
     return blocking.environ()

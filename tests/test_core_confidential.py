@@ -38,12 +38,16 @@ def test_construction_does_no_io() -> None:
     assert key == ((SCOPE,), "tenant-a", False, "secret:https://login.microsoftonline.us:client-a")
 
 
-def test_env_none_reads_the_host_environment() -> None:
-    # Only checks that it works and yields a usable credential; the host environment is not asserted.
-    cred = ClientSecretCredential("tenant-a", "client-a", SECRET, authority="login.microsoftonline.com")
+def test_env_none_reads_the_process_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", "login.microsoftonline.us")
+    monkeypatch.setenv("AZURE_HTTP_USER_AGENT", "my-app/1.0")
+    cred = ClientSecretCredential("tenant-a", "client-a", SECRET)
+    # Read at construction only: later changes to the process environment do not matter.
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", "login.chinacloudapi.cn")
     assert cred.cache_key(TokenCall((SCOPE,), None, None, False))[3] == (
-        "secret:https://login.microsoftonline.com:client-a"
+        "secret:https://login.microsoftonline.us:client-a"
     )
+    assert cred._user_agent.endswith(" my-app/1.0")
 
 
 @pytest.mark.parametrize(
