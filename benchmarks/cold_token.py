@@ -89,6 +89,7 @@ class Path:
     skip: str = ""
     azure_identity: bool = False
     baseline: bool = False
+    reference: bool = False  # not azid: no target, not in the azure-identity comparison
     error: str = ""
     samples: list[float] = field(default_factory=list)
     requests: int = 0  # HTTP requests the server answered while this path ran
@@ -105,6 +106,40 @@ def baseline_path(bench: Bench) -> Path:
         return time.perf_counter() - start
 
     return Path("stdlib http.client + json (baseline)", measure, baseline=True)
+
+
+def httpx_reference_path(bench: Bench) -> Path:
+    """The same POST with httpx's AsyncClient alone on asyncio: the floor under azid_httpx async."""
+    import httpx
+
+    body = urlencode(
+        {
+            "client_id": CLIENT_ID,
+            "grant_type": "client_credentials",
+            "client_info": "1",
+            "client_secret": SECRET,
+            "scope": SCOPE,
+        }
+    )
+
+    async def timed() -> float:
+        start = time.perf_counter()
+        client = httpx.AsyncClient()
+        response = await client.post(
+            f"{bench.url}/{TENANT}/oauth2/v2.0/token",
+            content=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+        )
+        json.loads(response.content)["access_token"]
+        elapsed = time.perf_counter() - start
+        await client.aclose()
+        return elapsed
+
+    def measure() -> float:
+        elapsed: float = run_async("asyncio", timed)
+        return elapsed
+
+    return Path("httpx AsyncClient alone, asyncio (reference)", measure, reference=True)
 
 
 def from_sync(path: SyncPath) -> Path:
@@ -175,7 +210,7 @@ def report(paths: list[Path], rounds: int) -> str:
             by_median = 0.0
             row += ["n/a", "n/a"]
         row.append(f"{p.requests / len(p.samples):g}")
-        if p.baseline or p.azure_identity or not base.samples:
+        if p.baseline or p.reference or p.azure_identity or not base.samples:
             row.append("")
         else:
             row.append(f"<= {TARGET_RATIO}: {'ok' if by_median <= TARGET_RATIO else 'MISSED'}")
@@ -187,7 +222,7 @@ def report(paths: list[Path], rounds: int) -> str:
         table(header, rows),
     ]
     azure = next((p for p in paths if p.azure_identity and p.samples), None)
-    azid = [p for p in paths if p.samples and not p.azure_identity and not p.baseline]
+    azid = [p for p in paths if p.samples and not (p.azure_identity or p.baseline or p.reference)]
     if azure is not None and azid:
         lines += ["", f"{azure.name} / azid (medians):"]
         lines += [f"  {p.name}: {azure.median / p.median:.2f}x" for p in azid]
@@ -205,10 +240,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=41)
     args = parser.parse_args()
     with serve() as bench:
-        paths = [baseline_path(bench)]
+        paths = [baseline_path(bench), httpx_reference_path(bench)]
         paths += [from_sync(p) for p in sync_paths(bench.url)]
         paths += [from_async(p) for p in async_paths(bench.url)]
-        paths.sort(key=lambda p: p.azure_identity)  # azid first, azure-identity last
+        paths.sort(
+            key=lambda p: (p.azure_identity, not p.baseline and not p.reference)
+        )  # azid between references
         for path in paths:  # untimed: imports, lazy modules, the server's first JWT
             run_once(bench, path, record=False)
         for index in range(args.rounds):
