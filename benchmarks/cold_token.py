@@ -49,6 +49,15 @@ if TYPE_CHECKING:
     from ._common import Bench
 
 TARGET_RATIO = 1.3
+FORM = urlencode(
+    {
+        "client_id": CLIENT_ID,
+        "grant_type": "client_credentials",
+        "client_info": "1",
+        "client_secret": SECRET,
+        "scope": SCOPE,
+    }
+)
 
 
 def stdlib_token(url: str, ca_file: str) -> str:
@@ -57,19 +66,10 @@ def stdlib_token(url: str, ca_file: str) -> str:
     context = ssl.create_default_context(cafile=ca_file)
     connection = http.client.HTTPSConnection(parts.hostname or "", parts.port, context=context, timeout=30)
     try:
-        body = urlencode(
-            {
-                "client_id": CLIENT_ID,
-                "grant_type": "client_credentials",
-                "client_info": "1",
-                "client_secret": SECRET,
-                "scope": SCOPE,
-            }
-        )
         connection.request(
             "POST",
             f"/{TENANT}/oauth2/v2.0/token",
-            body=body,
+            body=FORM,
             headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
         )
         response = connection.getresponse()
@@ -112,22 +112,12 @@ def httpx_reference_path(bench: Bench) -> Path:
     """The same POST with httpx's AsyncClient alone on asyncio: the floor under azid_httpx async."""
     import httpx
 
-    body = urlencode(
-        {
-            "client_id": CLIENT_ID,
-            "grant_type": "client_credentials",
-            "client_info": "1",
-            "client_secret": SECRET,
-            "scope": SCOPE,
-        }
-    )
-
     async def timed() -> float:
         start = time.perf_counter()
         client = httpx.AsyncClient()
         response = await client.post(
             f"{bench.url}/{TENANT}/oauth2/v2.0/token",
-            content=body,
+            content=FORM,
             headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
         )
         json.loads(response.content)["access_token"]
