@@ -67,7 +67,10 @@ class TokenCache:
 
     def serve(self, call: CallKey, now: float) -> CacheEntry | None:
         """The entry for these call arguments if it can be served without any decision, else None."""
-        slot = self._aliases.get(call)
+        try:
+            slot = self._aliases.get(call)
+        except TypeError:  # unhashable arguments (a list for a scope): the slow path says what is wrong
+            return None
         if slot is not None:
             entry = slot.entry
             if now < entry.serve_until:

@@ -27,6 +27,10 @@ def check_scopes(scopes: tuple[str, ...], *, owner: str) -> tuple[str, ...]:
 def merge_claims(claims: str | None, *, enable_cae: bool, owner: str) -> str | None:
     """The `claims` form field (§1.4): verbatim without CAE; with CAE, the caller's claims plus the
     `xms_cc` client capability `CP1`, re-serialized with json's default separators."""
+    if claims is not None and not isinstance(claims, str):
+        raise ConfigError(
+            f"{owner}: claims is invalid: a JSON string is required, not {type(claims).__name__}"
+        )
     if not enable_cae:
         return claims or None
     merged: object = {}

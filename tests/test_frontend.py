@@ -137,3 +137,17 @@ def test_abstract_bases_need_an_adapter() -> None:
     for base in bases:
         with pytest.raises(TypeError, match="abstract"):
             base(_RunsCommands())
+
+
+def test_arguments_of_the_wrong_type_are_config_errors() -> None:
+    from azid_core import ConfigError
+
+    _, emulator, core = _setup()
+    with azid_httpx.Credential(core, httpx.Client(transport=_mock_client(emulator))) as cred:
+        with pytest.raises(ConfigError, match="scopes is invalid"):
+            cred.get_token([SCOPE])  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="claims is invalid: a JSON string is required, not dict"):
+            cred.get_token(SCOPE, claims={"access_token": {}})  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="tenant_id is invalid"):
+            cred.get_token(SCOPE, tenant_id=["other"])  # type: ignore[arg-type]
+    assert emulator.requests == []
