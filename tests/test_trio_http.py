@@ -818,3 +818,46 @@ def test_refused_loopback_port_is_connect() -> None:
         assert (error.kind, error.detail) == ("connect", f"127.0.0.1:{port}: could not connect")
 
     trio.run(main)
+
+
+def test_a_body_that_contradicts_its_content_length_is_not_sent() -> None:
+    async def main(nursery: trio.Nursery) -> None:
+        net = FakeNet(nursery)
+        http = TrioHttp(open_stream=net.open_stream)
+        request = HttpRequest("POST", "http://h.test/", headers=(("Content-Length", "5"),), body=b"abc")
+        error = await failure(http, request)
+        await http.aclose()
+        assert (error.kind, error.detail) == ("connect", "h.test:80: request framing is invalid")
+        assert net.seen == []
+
+    run_fake(main)
+
+
+def test_a_protocol_switch_is_not_a_response() -> None:
+    async def switch(conn: ServerConn, request: h11.Request, body: bytes) -> None:
+        await conn.send(h11.InformationalResponse(status_code=101, headers=[(b"Upgrade", b"websocket")]))
+        await trio.sleep_forever()
+
+    async def main(nursery: trio.Nursery) -> None:
+        http = TrioHttp(open_stream=FakeNet(nursery, switch).open_stream)
+        error = await failure(http, HttpRequest("GET", "http://h.test/", headers=(("Upgrade", "websocket"),)))
+        await http.aclose()
+        assert error.kind == "closed"
+
+    run_fake(main)
+
+
+def test_pin_and_ca_contexts_are_built_once(ca: trustme.CA, cert: trustme.LeafCert) -> None:
+    async def main(server: TlsServer) -> None:
+        http = TrioHttp()
+        url = f"https://127.0.0.1:{server.port}/"
+        pem = ca.cert_pem.bytes()
+        for _ in range(2):  # aclose drops the pooled connections: each round connects anew
+            await http(HttpRequest("GET", url, tls_server_name="example.test", ca_pem=pem))
+            await http(HttpRequest("GET", url, pin_sha1=leaf_sha1(cert)))
+            await http.aclose()
+        assert len(server.conns) == 4
+        assert len(http._ca_contexts) == 1
+        assert http._pin_context is not None
+
+    run_tls(cert, main)
