@@ -74,12 +74,14 @@ def acquire_flow(
         if isinstance(plan, Serve):
             debug("cache", "%s: served from the cache", key[3])
             return _serve(cache, call, key, plan.entry)
-        ticket = flights.enter(key)
+        ticket = flights.enter(key, with_claims=bool(call.claims))
         if isinstance(ticket, Follow):
             woke = yield AwaitFlight(ticket.flight.event)
             now = woke if isinstance(woke, (int, float)) else now
             outcome = ticket.flight.outcome
-            if isinstance(outcome, BaseException) and not call.claims:
+            # A failed leader's error is shared only by waiters who asked the same thing: a
+            # claims request (either side) fails on its own, and the next one tries again.
+            if isinstance(outcome, BaseException) and not call.claims and not ticket.flight.with_claims:
                 replan = cache.plan(key, now, None)
                 if isinstance(replan, Serve):
                     return _serve(cache, call, key, replan.entry)

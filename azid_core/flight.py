@@ -28,10 +28,12 @@ HANDOVER = Handover()
 
 
 class Flight:
-    __slots__ = ("event", "outcome")
+    __slots__ = ("event", "outcome", "with_claims")
 
-    def __init__(self, event: Waitable) -> None:
+    def __init__(self, event: Waitable, *, with_claims: bool) -> None:
         self.event = event
+        # A leader sending claims asks something its waiters did not: its failure is not theirs.
+        self.with_claims = with_claims
         # None: the token is in the cache. An exception: the leader failed. HANDOVER: cancelled.
         self.outcome: BaseException | Handover | None = None
 
@@ -52,9 +54,9 @@ class FlightTable:
     def __len__(self) -> int:
         return len(self._flights)
 
-    def enter(self, key: Hashable) -> Lead | Follow:
+    def enter(self, key: Hashable, *, with_claims: bool = False) -> Lead | Follow:
         """Lead the flight for `key`, or follow the one already in the air."""
-        mine = Flight(self._new_event())
+        mine = Flight(self._new_event(), with_claims=with_claims)
         current = self._flights.setdefault(key, mine)
         return Lead(mine) if current is mine else Follow(current)
 

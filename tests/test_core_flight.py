@@ -132,8 +132,9 @@ def test_flight_table_lead_follow_leave() -> None:
 
 def test_flight_starts_without_an_outcome() -> None:
     event = FakeEvent()
-    flight = Flight(event)
+    flight = Flight(event, with_claims=True)
     assert flight.event is event
+    assert flight.with_claims
     assert flight.outcome is None
 
 
@@ -473,6 +474,23 @@ def test_claims_follower_starts_its_own_flight_after_a_failure() -> None:
     request = follower.send(T0 + 1)
     assert isinstance(request, HttpRequest)
     assert finish(follower, token_reply("tok-claims")).token == "tok-claims"
+
+
+def test_a_failed_claims_leader_does_not_fail_plain_waiters() -> None:
+    # The claims request asked for something else (a step-up, say): its refusal is not the
+    # plain caller's answer, so the plain caller asks for itself.
+    cred = credential()
+    flights = FlightTable(Events())
+    leader = acquire_flow(cred, call(claims='{"x":1}'), flights, T0)
+    follower = acquire_flow(cred, call(), flights, T0)
+    next(leader)
+    assert isinstance(next(follower), AwaitFlight)
+    with pytest.raises(AuthError):
+        leader.send(REFUSED)
+    request = follower.send(T0 + 1)
+    assert isinstance(request, HttpRequest)
+    assert "claims=" not in request_body(request)
+    assert finish(follower, token_reply("tok-plain")).token == "tok-plain"
 
 
 def test_claims_caller_follows_a_flight_in_the_air() -> None:
