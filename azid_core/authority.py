@@ -32,6 +32,8 @@ AZURE_CHINA = "login.chinacloudapi.cn"
 # Plain http is allowed only where no one else can listen: tests and local emulators (§1.1).
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _TENANT = re.compile(r"[A-Za-z0-9.-]{1,256}")
+_HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?", re.ASCII)
+_IPV6 = re.compile(r"[0-9a-f:.]+(%[a-z0-9._~-]+)?", re.ASCII)
 
 
 def normalize_authority(value: str | None, env: Mapping[str, str], *, owner: str) -> str:
@@ -59,6 +61,8 @@ def normalize_authority(value: str | None, env: Mapping[str, str], *, owner: str
     scheme, host = parts.scheme.lower(), (parts.hostname or "")
     if not host:
         raise invalid("a host is required")
+    if not (_HOST_NAME.fullmatch(host) or (":" in host and _IPV6.fullmatch(host))):
+        raise invalid("the host is not a valid host name or IP address")
     if parts.username is not None or parts.password is not None:
         raise invalid("user information is not allowed", show=False)  # it may hold a password
     if parts.query or parts.fragment or text.endswith(("?", "#")):

@@ -130,10 +130,13 @@ def retry_hint(response: HttpResponse, now: float) -> float | None:
     retry_after = response.header("retry-after")
     delay = _seconds(retry_after, 1.0)
     if delay is None and retry_after is not None:
+        from datetime import timezone
         from email.utils import parsedate_to_datetime
 
         try:
-            delay = parsedate_to_datetime(retry_after.strip()).timestamp() - now
+            when = parsedate_to_datetime(retry_after.strip())
+            # HTTP-dates are GMT (RFC 9110 §5.6.7); a "-0000" zone parses as naive: not local time.
+            delay = (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp() - now
         except (TypeError, ValueError, OverflowError):
             delay = None
     if delay is None:

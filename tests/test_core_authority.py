@@ -72,6 +72,10 @@ def test_normalize_authority_vectors(value: str, expected: str) -> None:
         ("https://host:99999", "not a URL"),
         ("https://host:port", "not a URL"),
         ("https://[::1", "not a URL"),
+        ("https://%41", "not a valid host name"),
+        ("https://a b", "not a valid host name"),
+        ("https://-login.test", "not a valid host name"),
+        ("https://login..test", "not a valid host name"),
     ],
 )
 def test_normalize_authority_rejections(value: str, rule: str) -> None:

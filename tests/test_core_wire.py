@@ -192,6 +192,7 @@ def test_sleep_returns_the_clock_after_waking(reply: object, expected: float) ->
         ((("Retry-After", "Tue, 14 Nov 2023 22:12:00 GMT"),), 0.0),
         ((("Retry-After", "Wed, 15 Nov 2023 22:13:20 GMT"),), 60.0),
         ((("Retry-After", "Tue, 14 Nov 2023 23:13:27 +0100"),), 7.0),
+        ((("Retry-After", "Tue, 14 Nov 2023 22:13:27 -0000"),), 7.0),  # GMT, not local time
         ((("retry-after-ms", "1500"),), 1.5),
         ((("Retry-After-Ms", "-1"),), 0.0),
         ((("retry-after-ms", "90000"),), 60.0),
