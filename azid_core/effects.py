@@ -64,13 +64,6 @@ class HttpRequest(NamedTuple):
     def __repr__(self) -> str:
         return f"HttpRequest({self.method} {_without_query(self.url)}, {len(self.body)} body bytes)"
 
-    @property
-    def content_type(self) -> str | None:
-        for name, value in self.headers:
-            if name.lower() == "content-type":
-                return value
-        return None
-
 
 class HttpResponse(NamedTuple):
     """The status, headers (in wire order, names as sent) and body of an HTTP response."""

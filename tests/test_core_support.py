@@ -61,14 +61,6 @@ def test_http_request_defaults_and_repr() -> None:
     assert repr(HttpRequest("GET", "https://h/p?")) == "HttpRequest(GET https://h/p, 0 body bytes)"
 
 
-def test_http_request_content_type() -> None:
-    assert HttpRequest("GET", "u").content_type is None
-    request = HttpRequest(
-        "POST", "u", headers=(("Accept", "a"), ("content-TYPE", "text/plain"), ("Content-Type", "x"))
-    )
-    assert request.content_type == "text/plain"
-
-
 def test_http_response_header_and_repr() -> None:
     response = HttpResponse(
         429, (("Retry-After", "5"), ("retry-after", "6"), ("X-Other", "o")), b"secret body"
