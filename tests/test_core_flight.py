@@ -93,6 +93,17 @@ def acquire(
     return result, io.seen
 
 
+def leader_and_follower(
+    cred: ClientSecretCredential, flights: FlightTable, now: float
+) -> tuple[Flow[AccessTokenInfo], Flow[AccessTokenInfo]]:
+    """Two plain callers of one key, started: the leader has sent its request, the follower waits."""
+    leader = acquire_flow(cred, call(), flights, now)
+    follower = acquire_flow(cred, call(), flights, now)
+    next(leader)
+    next(follower)
+    return leader, follower
+
+
 def request_body(effect: Effect) -> str:
     assert isinstance(effect, HttpRequest)
     return effect.body.decode()
@@ -331,10 +342,7 @@ def test_many_followers_are_all_served() -> None:
 def test_follower_of_a_failed_leader_raises_a_copy() -> None:
     cred = credential()
     flights = FlightTable(Events())
-    leader = acquire_flow(cred, call(), flights, T0)
-    follower = acquire_flow(cred, call(), flights, T0)
-    next(leader)
-    next(follower)
+    leader, follower = leader_and_follower(cred, flights, T0)
     with pytest.raises(AuthError) as lead_info:
         leader.send(REFUSED)
     with pytest.raises(AuthError) as follow_info:
@@ -372,10 +380,7 @@ def test_follower_waking_late_still_gets_the_fallback() -> None:
     cred = credential()
     first, _ = acquire(cred, call(), T0, token_reply("tok-1", refresh_in=600))
     flights = FlightTable(Events())
-    leader = acquire_flow(cred, call(), flights, T0 + 700)
-    follower = acquire_flow(cred, call(), flights, T0 + 700)
-    next(leader)
-    next(follower)
+    leader, follower = leader_and_follower(cred, flights, T0 + 700)
     assert leader.send(REFUSED) == Sleep(0.0)
     assert finish(leader, T0 + 700) is first
     # 40 s later the re-plan says Fetch(fallback); a waiter does not start a second try for it.
@@ -387,10 +392,7 @@ def test_cancelled_leader_hands_over() -> None:
     cred = credential()
     events = Events()
     flights = FlightTable(events)
-    leader = acquire_flow(cred, call(), flights, T0)
-    follower = acquire_flow(cred, call(), flights, T0)
-    next(leader)
-    next(follower)
+    leader, follower = leader_and_follower(cred, flights, T0)
     leader.close()  # what the drive loop does on cancellation
     assert events.made[0].set_calls == 1
     assert len(flights) == 0
@@ -405,10 +407,7 @@ def test_cancelled_leader_hands_over() -> None:
 def test_cancelled_leader_during_a_retry_sleep_hands_over() -> None:
     cred = credential()
     flights = FlightTable(Events())
-    leader = acquire_flow(cred, call(), flights, T0)
-    follower = acquire_flow(cred, call(), flights, T0)
-    next(leader)
-    next(follower)
+    leader, follower = leader_and_follower(cred, flights, T0)
     assert leader.send(HttpResponse(503, (), b"")) == Sleep(0.0)
     leader.close()
     assert isinstance(follower.send(None), HttpRequest)
@@ -419,10 +418,7 @@ def test_cancelled_leader_while_reading_the_clock_after_a_failure_hands_over() -
     acquire(cred, call(), T0, token_reply("tok-1", refresh_in=600))
     events = Events()
     flights = FlightTable(events)
-    leader = acquire_flow(cred, call(), flights, T0 + 700)
-    follower = acquire_flow(cred, call(), flights, T0 + 700)
-    next(leader)
-    next(follower)
+    leader, _waiting = leader_and_follower(cred, flights, T0 + 700)
     assert leader.send(REFUSED) == Sleep(0.0)
     leader.close()  # cancelled in the zero sleep
     assert events.made[0].set_calls == 1
@@ -432,10 +428,7 @@ def test_cancelled_leader_while_reading_the_clock_after_a_failure_hands_over() -
 def test_leader_bug_is_passed_to_followers() -> None:
     cred = credential()
     flights = FlightTable(Events())
-    leader = acquire_flow(cred, call(), flights, T0)
-    follower = acquire_flow(cred, call(), flights, T0)
-    next(leader)
-    next(follower)
+    leader, follower = leader_and_follower(cred, flights, T0)
     bug = RuntimeError("adapter bug")
     with pytest.raises(RuntimeError) as lead_info:
         leader.throw(bug)
@@ -522,10 +515,7 @@ def test_different_keys_fly_independently() -> None:
 def test_follower_sees_a_token_stored_by_the_leader_even_if_short_lived() -> None:
     cred = credential()
     flights = FlightTable(Events())
-    leader = acquire_flow(cred, call(), flights, T0)
-    follower = acquire_flow(cred, call(), flights, T0)
-    next(leader)
-    next(follower)
+    leader, follower = leader_and_follower(cred, flights, T0)
     token = finish(leader, token_reply("short", expires_in=200))
     assert finish(follower, T0 + 10) is token
 
