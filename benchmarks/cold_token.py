@@ -13,6 +13,10 @@ open an `http.client.HTTPSConnection`, POST the same form body to the same token
 A round costs a few tens of milliseconds, so the default is 41 rounds rather than 15: on a busy
 two-core machine the median of 15 still moved by a millisecond (20 %) from run to run. Ratios are
 given on the medians (the target) and on the minimums (the least-disturbed runs).
+
+Each HTTP library azid runs on also makes the same POST alone, with a fresh session or client and
+no azid code ("requests Session alone", ...). The "vs its library" column divides an adapter's
+median by its library's: the part of the cold cost that is azid's, as opposed to the library's.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ FORM = urlencode(
         "scope": SCOPE,
     }
 )
+FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
 
 
 def stdlib_token(url: str, ca_file: str) -> str:
@@ -70,7 +75,7 @@ def stdlib_token(url: str, ca_file: str) -> str:
             "POST",
             f"/{TENANT}/oauth2/v2.0/token",
             body=FORM,
-            headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+            headers=FORM_HEADERS,
         )
         response = connection.getresponse()
         reply = json.loads(response.read())
@@ -89,10 +94,15 @@ class Path:
     skip: str = ""
     azure_identity: bool = False
     baseline: bool = False
-    reference: bool = False  # not azid: no target, not in the azure-identity comparison
+    library: bool = False  # an HTTP library alone, no azid: no target, not compared with azure-identity
+    is_async: bool = False
     error: str = ""
     samples: list[float] = field(default_factory=list)
     requests: int = 0  # HTTP requests the server answered while this path ran
+
+    @property
+    def is_azid(self) -> bool:
+        return not (self.azure_identity or self.baseline or self.library)
 
     @property
     def median(self) -> float:
@@ -108,28 +118,57 @@ def baseline_path(bench: Bench) -> Path:
     return Path("stdlib http.client + json (baseline)", measure, baseline=True)
 
 
-def httpx_reference_path(bench: Bench) -> Path:
-    """The same POST with httpx's AsyncClient alone on asyncio: the floor under azid_httpx async."""
-    import httpx
+# Which library-alone row each azid path runs on: azid's own cost is the gap between the two.
+LIBRARY_OF = {
+    "azid_requests": "requests Session alone",
+    "azid_httpx (sync)": "httpx Client alone",
+    "azid_httpx (async, asyncio)": "httpx AsyncClient alone, asyncio",
+    "azid_httpx (async, trio)": "httpx AsyncClient alone, trio",
+}
 
-    async def timed() -> float:
+
+def library_paths(bench: Bench) -> list[Path]:
+    """The same POST made by each HTTP library azid runs on, with no azid code: the floor under each
+    adapter. Each builds a fresh session or client, as the adapters do."""
+    import httpx
+    import requests
+
+    url = f"{bench.url}/{TENANT}/oauth2/v2.0/token"
+
+    def with_requests() -> float:
+        start = time.perf_counter()
+        session = requests.Session()
+        json.loads(session.post(url, data=FORM, headers=FORM_HEADERS).content)["access_token"]
+        elapsed = time.perf_counter() - start
+        session.close()
+        return elapsed
+
+    def with_httpx() -> float:
+        start = time.perf_counter()
+        client = httpx.Client()
+        json.loads(client.post(url, content=FORM, headers=FORM_HEADERS).content)["access_token"]
+        elapsed = time.perf_counter() - start
+        client.close()
+        return elapsed
+
+    async def with_httpx_async() -> float:
         start = time.perf_counter()
         client = httpx.AsyncClient()
-        response = await client.post(
-            f"{bench.url}/{TENANT}/oauth2/v2.0/token",
-            content=FORM,
-            headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
-        )
-        json.loads(response.content)["access_token"]
+        json.loads((await client.post(url, content=FORM, headers=FORM_HEADERS)).content)["access_token"]
         elapsed = time.perf_counter() - start
         await client.aclose()
         return elapsed
 
-    def measure() -> float:
-        elapsed: float = run_async("asyncio", timed)
-        return elapsed
+    def on(loop: str) -> Callable[[], float]:
+        def measure() -> float:
+            elapsed: float = run_async(loop, with_httpx_async)
+            return elapsed
 
-    return Path("httpx AsyncClient alone, asyncio (reference)", measure, reference=True)
+        return measure
+
+    measures = [with_requests, with_httpx, on("asyncio"), on("trio")]
+    names = LIBRARY_OF.values()
+    return [Path(name, measure, library=True) for name, measure in zip(names, measures, strict=True)]
 
 
 def from_sync(path: SyncPath) -> Path:
@@ -151,7 +190,7 @@ def from_sync(path: SyncPath) -> Path:
 def from_async(path: AsyncPath) -> Path:
     make = path.make
     if make is None:
-        return Path(path.name, None, path.skip, path.azure_identity)
+        return Path(path.name, None, path.skip, path.azure_identity, is_async=True)
 
     async def timed() -> float:
         start = time.perf_counter()
@@ -165,7 +204,7 @@ def from_async(path: AsyncPath) -> Path:
         elapsed: float = run_async(path.loop, timed)
         return elapsed
 
-    return Path(path.name, measure, azure_identity=path.azure_identity)
+    return Path(path.name, measure, azure_identity=path.azure_identity, is_async=True)
 
 
 def run_once(bench: Bench, path: Path, record: bool) -> None:
@@ -186,10 +225,11 @@ def run_once(bench: Bench, path: Path, record: bool) -> None:
 
 def report(paths: list[Path], rounds: int) -> str:
     base = next(p for p in paths if p.baseline)
+    by_name = {p.name: p for p in paths}
     rows: list[list[str]] = []
     for p in paths:
         if not p.samples:
-            rows.append([p.name, "ERROR" if p.error else "skipped", "", "", "", "", "", ""])
+            rows.append([p.name, "ERROR" if p.error else "skipped", "", "", "", "", "", "", ""])
             continue
         row = [p.name, f"{p.median * 1000:.2f}", f"{min(p.samples) * 1000:.2f}"]
         row.append(f"{max(p.samples) * 1000:.2f}")
@@ -199,23 +239,27 @@ def report(paths: list[Path], rounds: int) -> str:
         else:
             by_median = 0.0
             row += ["n/a", "n/a"]
+        library = by_name.get(LIBRARY_OF.get(p.name, ""))
+        row.append(f"{p.median / library.median:.2f}x" if library is not None and library.samples else "")
         row.append(f"{p.requests / len(p.samples):g}")
-        if p.baseline or p.reference or p.azure_identity or not base.samples:
+        if p.baseline or p.library or p.azure_identity or not base.samples:
             row.append("")
         else:
             row.append(f"<= {TARGET_RATIO}: {'ok' if by_median <= TARGET_RATIO else 'MISSED'}")
         rows.append(row)
-    header = ["path", "median ms", "min ms", "max ms", "vs stdlib", "vs stdlib (min)", "HTTP reqs", "target"]
+    header = ["path", "median ms", "min ms", "max ms", "vs stdlib", "vs stdlib (min)", "vs its library"]
+    header += ["HTTP reqs", "target"]
     lines = [
         f"cold first token (construct + first get_token, new TLS connection): {rounds} rounds",
         "",
         table(header, rows),
     ]
-    azure = next((p for p in paths if p.azure_identity and p.samples), None)
-    azid = [p for p in paths if p.samples and not (p.azure_identity or p.baseline or p.reference)]
-    if azure is not None and azid:
-        lines += ["", f"{azure.name} / azid (medians):"]
-        lines += [f"  {p.name}: {azure.median / p.median:.2f}x" for p in azid]
+    for is_async in (False, True):  # sync azid against sync azure-identity, async against async
+        azure = next((p for p in paths if p.azure_identity and p.is_async == is_async and p.samples), None)
+        azid = [p for p in paths if p.samples and p.is_async == is_async and p.is_azid]
+        if azure is not None and azid:
+            lines += ["", f"{azure.name} / azid (medians):"]
+            lines += [f"  {p.name}: {azure.median / p.median:.2f}x" for p in azid]
     skipped = [f"  {p.name}: skipped: {p.skip}" for p in paths if p.skip]
     if skipped:
         lines += ["", "skipped paths:", *skipped]
@@ -230,12 +274,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=41)
     args = parser.parse_args()
     with serve() as bench:
-        paths = [baseline_path(bench), httpx_reference_path(bench)]
+        paths = [baseline_path(bench), *library_paths(bench)]
         paths += [from_sync(p) for p in sync_paths(bench.url)]
         paths += [from_async(p) for p in async_paths(bench.url)]
         paths.sort(
-            key=lambda p: (p.azure_identity, not p.baseline and not p.reference)
-        )  # azid between references
+            key=lambda p: (p.azure_identity, not p.baseline and not p.library)
+        )  # baseline and libraries first, then azid, then azure-identity
         for path in paths:  # untimed: imports, lazy modules, the server's first JWT
             run_once(bench, path, record=False)
         for index in range(args.rounds):
