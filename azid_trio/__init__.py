@@ -3,51 +3,28 @@
 >>> async with azid_trio.Credential(ClientSecretCredential(tenant_id, client_id, secret)) as cred:
 ...     token = await cred.get_token("https://vault.azure.net/.default")
 
-Trust is `ssl.create_default_context()` (so SSL_CERT_FILE / SSL_CERT_DIR), unless `ssl_context` is
-given. Connections are kept per host and reused. Proxies are not used.
+`Credential` and `TrioHttp` load on first use (PEP 562): `azid_trio.h11_engine`, the loop-free HTTP/1.1
+engine, is shared with `azid_httpx`, which must import it where trio is not installed.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import trio
-
-from azid_core.frontend import AsyncCredentialBase
-
-from .http import TrioHttp
-
 if TYPE_CHECKING:
-    import ssl
-    from collections.abc import Callable
-
-    from azid_core.acquire import TokenSource
-    from azid_core.effects import HttpRequest, HttpResponse, Waitable
+    from .credential import Credential
+    from .http import TrioHttp
 
 __all__ = ["Credential", "TrioHttp"]
 
 
-class Credential(AsyncCredentialBase):
-    """An async azure-core credential for trio programs."""
+def __getattr__(name: str) -> object:
+    if name == "Credential":
+        from .credential import Credential
 
-    def __init__(
-        self,
-        core: TokenSource,
-        *,
-        ssl_context: ssl.SSLContext | None = None,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
-        super().__init__(core, clock=clock)
-        self._transport = TrioHttp(ssl_context)
+        return Credential
+    if name == "TrioHttp":
+        from .http import TrioHttp
 
-    def _new_event(self) -> Waitable:
-        return trio.Event()
-
-    async def _sleep(self, seconds: float) -> None:
-        await trio.sleep(seconds)
-
-    async def _http(self, request: HttpRequest) -> HttpResponse:
-        return await self._transport(request)
-
-    async def close(self) -> None:
-        await self._transport.aclose()
+        return TrioHttp
+    raise AttributeError(f"module 'azid_trio' has no attribute {name!r}")
