@@ -6,12 +6,19 @@
 This module only moves bytes: it turns an `HttpRequest` into `httpx.Request`, sends it without the
 client's default headers, and maps httpx's exceptions to `TransportError`. Trust and proxies follow
 the client (by default SSL_CERT_FILE and HTTP(S)_PROXY, httpx's conventions).
+
+`AsyncCredential` given no client, with no proxy in the environment, skips httpx's async stack, which
+alone costs ~1.5x a bare stdlib POST for a cold token (`python -m benchmarks.cold_token`): it speaks
+HTTP/1.1 with azid's h11 engine on the running loop's own streams (`azid_httpx.native` on asyncio,
+`azid_trio.TrioHttp` on trio), trusting what httpx would (`httpx.create_ssl_context()`).
 """
 
 from __future__ import annotations
 
 import ssl
+import sys
 import time
+import urllib.request
 from typing import TYPE_CHECKING
 
 import anyio
@@ -24,9 +31,11 @@ from azid_core.transport import BodyBuffer
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
+    from typing import Any
 
     from azid_core.acquire import TokenSource
     from azid_core.effects import Waitable
+    from azid_trio.h11_engine import H11Http
 
 __all__ = ["AsyncCredential", "Credential"]
 
@@ -145,8 +154,38 @@ class Credential(CredentialBase):
             self._client.close()
 
 
+# getproxies_environment() also reports NO_PROXY, as "no", which names no proxy to use.
+_PROXY_SCHEMES = frozenset({"http", "https", "all"})
+
+
+def _running_under_trio() -> bool:
+    trio = sys.modules.get("trio")  # not imported: not running
+    try:
+        return trio is not None and trio.lowlevel.current_task() is not None
+    except RuntimeError:  # imported, but this is not a trio thread
+        return False
+
+
+def _own_engine() -> H11Http[Any]:
+    """azid's HTTP/1.1 engine for the running loop, with httpx's default trust."""
+    context = httpx.create_ssl_context()
+    if _running_under_trio():
+        from azid_trio import TrioHttp
+
+        return TrioHttp(context)
+    from .native import AsyncioHttp
+
+    return AsyncioHttp(context)
+
+
 class AsyncCredential(AsyncCredentialBase):
-    """An async azure-core credential on anyio (asyncio or trio); `client` is left open by `close()`."""
+    """An async azure-core credential on anyio (asyncio or trio); `client` is left open by `close()`.
+
+    With no `client`, requests go through azid's own HTTP/1.1 engine for the running loop (the module
+    docstring says why), unless the environment names a proxy (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY):
+    then through an `httpx.AsyncClient` of its own, which applies it. The engine's connections belong
+    to the event loop that opened them.
+    """
 
     def __init__(
         self,
@@ -157,7 +196,10 @@ class AsyncCredential(AsyncCredentialBase):
     ) -> None:
         super().__init__(core, clock=clock)
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient()
+        if client is None and _PROXY_SCHEMES & urllib.request.getproxies_environment().keys():
+            client = httpx.AsyncClient()
+        self._client = client
+        self._engine: H11Http[Any] | None = None
 
     def _new_event(self) -> Waitable:
         return anyio.Event()
@@ -166,9 +208,16 @@ class AsyncCredential(AsyncCredentialBase):
         await anyio.sleep(seconds)
 
     async def _http(self, request: HttpRequest) -> HttpResponse:
+        if self._client is not None:
+            return await self._through_httpx(self._client, request)
+        if self._engine is None:
+            self._engine = _own_engine()
+        return await self._engine(request)
+
+    async def _through_httpx(self, client: httpx.AsyncClient, request: HttpRequest) -> HttpResponse:
         try:
             with anyio.fail_after(request.timeout):
-                response = await self._client.send(to_httpx(request), stream=True, follow_redirects=False)
+                response = await client.send(to_httpx(request), stream=True, follow_redirects=False)
                 try:
                     body = BodyBuffer(request.max_response_bytes)
                     body.expect(response.headers.get("content-length"))
@@ -183,5 +232,7 @@ class AsyncCredential(AsyncCredentialBase):
         return from_httpx(response, body.getvalue())
 
     async def close(self) -> None:
-        if self._owns_client:
+        if self._engine is not None:
+            await self._engine.aclose()
+        if self._owns_client and self._client is not None:
             await self._client.aclose()

@@ -1,9 +1,9 @@
-"""The five ways to drive azid, behind one synchronous test interface.
+"""The ways to drive azid, behind one synchronous test interface.
 
-requests and httpx (sync) are called directly; httpx async (on asyncio and on trio) and azid_trio
-run in an anyio blocking portal, an event loop in a helper thread, so one scenario body drives
-every path. Each credential records the sleeps it is asked for instead of sleeping: sleep is an
-effect, and tests never wait on a real clock.
+requests and httpx (sync) are called directly; httpx async (on asyncio and on trio, with its own
+engine and with an `httpx.AsyncClient` handed in) and azid_trio run in an anyio blocking portal, an
+event loop in a helper thread, so one scenario body drives every path. Each credential records the
+sleeps it is asked for instead of sleeping: sleep is an effect, and tests never wait on a real clock.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
+import httpx
 
 import azid_httpx
 import azid_requests
@@ -46,6 +47,19 @@ class SleeplessAsyncHttpx(azid_httpx.AsyncCredential):
     async def _sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         await anyio.lowlevel.checkpoint()
+
+
+class SleeplessAsyncHttpxClient(SleeplessAsyncHttpx):
+    """The async credential handed an `httpx.AsyncClient`: httpx's own async stack carries the bytes."""
+
+    def __init__(self, core: TokenSource, *, clock: Callable[[], float] | None = None) -> None:
+        self._given = httpx.AsyncClient()
+        super().__init__(core, self._given, clock=clock)
+
+    async def close(self) -> None:
+        await super().close()
+        assert not self._given.is_closed  # the credential leaves a client it was given open
+        await self._given.aclose()
 
 
 class SleeplessTrio(azid_trio.Credential):
@@ -167,4 +181,6 @@ def all_paths() -> Iterator[Path]:
     yield Path("httpx", SleeplessHttpx)
     yield AsyncPath("httpx-asyncio", SleeplessAsyncHttpx, "asyncio")
     yield AsyncPath("httpx-trio", SleeplessAsyncHttpx, "trio")
+    yield AsyncPath("httpx-client-asyncio", SleeplessAsyncHttpxClient, "asyncio")
+    yield AsyncPath("httpx-client-trio", SleeplessAsyncHttpxClient, "trio")
     yield AsyncPath("azid_trio", SleeplessTrio, "trio")
