@@ -169,8 +169,11 @@ def test_a_pooled_connection_the_server_closed_is_replaced() -> None:
             http = AsyncioHttp()
             first = await http(HttpRequest("GET", f"{url}/"))
             (pooled,) = next(iter(http._idle.values()))
-            while not pooled.stream._eof:  # the server's FIN reaches the idle connection
+            for _ in range(10_000):  # let the loop run until the server's FIN reaches the idle connection
+                if pooled.stream._eof:
+                    break
                 await asyncio.sleep(0)
+            assert pooled.stream._eof
             second = await http(HttpRequest("GET", f"{url}/"))
             await http.aclose()
         assert (first.body, second.body) == (b"ok", b"ok")
