@@ -15,7 +15,6 @@ from importlib import import_module
 # Not `typing.TYPE_CHECKING`: importing typing alone costs ~9 ms here. mypy honours the name.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .confidential import ClientSecretCredential
     from .drive import arun, run
     from .effects import (
         AwaitFlight,
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
         RunCommand,
         Sleep,
     )
+    from .entra.confidential import ClientSecretCredential
     from .errors import (
         AuthenticationRequiredError,
         AuthError,
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from .tokens import AccessToken, AccessTokenInfo
 
 _HOMES = {
-    "ClientSecretCredential": "confidential",
+    "ClientSecretCredential": "entra.confidential",
     "AccessToken": "tokens",
     "AccessTokenInfo": "tokens",
     "AzidError": "errors",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from azid_core.authority import (
+from azid_core.entra.authority import (
     AZURE_CHINA,
     AZURE_GOVERNMENT,
     AZURE_PUBLIC_CLOUD,

@@ -9,9 +9,9 @@ import pytest
 
 from azid_core.acquire import TokenCall
 from azid_core.cache import TokenCache
-from azid_core.confidential import ClientSecretCredential, EntraCredential
 from azid_core.drive import run
 from azid_core.effects import HttpRequest
+from azid_core.entra.confidential import ClientSecretCredential, EntraCredential
 from azid_core.errors import ConfigError
 from azid_core.testing import EntraEmulator
 from azid_core.tokens import AccessTokenInfo

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from azid_core.acquire import TokenCall
-from azid_core.confidential import ClientSecretCredential
 from azid_core.drive import run
 from azid_core.effects import HttpRequest, HttpResponse, Sleep
-from azid_core.entra import EntraRequest, parse_error_reply, parse_token_reply, token_request_flow
+from azid_core.entra.confidential import ClientSecretCredential
+from azid_core.entra.endpoint import EntraRequest, parse_error_reply, parse_token_reply, token_request_flow
 from azid_core.errors import AuthError, AzidError, CredentialUnavailableError, ProtocolError, TransportError
 from azid_core.testing import EntraEmulator, ScriptedIO
 from azid_core.tokens import AccessTokenInfo

@@ -14,9 +14,9 @@ import pytest
 
 from azid_core.acquire import TokenCall, acquire_flow
 from azid_core.cache import Fetch, Serve
-from azid_core.confidential import ClientSecretCredential
 from azid_core.drive import run
 from azid_core.effects import AwaitFlight, HttpRequest, HttpResponse, Sleep
+from azid_core.entra.confidential import ClientSecretCredential
 from azid_core.errors import AuthError, ConfigError, CredentialUnavailableError, TransportError
 from azid_core.flight import HANDOVER, Flight, FlightTable, Follow, Lead
 from azid_core.testing import ScriptedIO

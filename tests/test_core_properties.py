@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from azid_core.authority import LOOPBACK_HOSTS, normalize_authority
 from azid_core.effects import HttpResponse
-from azid_core.entra import parse_error_reply, parse_token_reply
+from azid_core.entra.authority import LOOPBACK_HOSTS, normalize_authority
+from azid_core.entra.endpoint import parse_error_reply, parse_token_reply
 from azid_core.errors import AuthError, AzidError, ConfigError, ProtocolError
 from azid_core.redact import MASK, excerpt, mask
 from azid_core.tokens import MAX_EPOCH, AccessTokenInfo, parse_expiry, parse_lifetime

@@ -11,16 +11,16 @@ import json
 import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .effects import HttpRequest
-from .errors import AuthError, CredentialUnavailableError, TransportError, protocol_error
-from .redact import excerpt, mask
-from .tokens import AccessTokenInfo, parse_expiry, parse_lifetime, refresh_time
-from .wire import ENTRA_POLICY, form_body, new_request_id, send_with_retry
+from ..effects import HttpRequest
+from ..errors import AuthError, CredentialUnavailableError, TransportError, protocol_error
+from ..redact import excerpt, mask
+from ..tokens import AccessTokenInfo, parse_expiry, parse_lifetime, refresh_time
+from ..wire import ENTRA_POLICY, form_body, new_request_id, send_with_retry
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from .effects import Flow, HttpResponse
+    from ..effects import Flow, HttpResponse
 
 __all__ = ["EntraRequest", "parse_error_reply", "parse_token_reply", "token_request_flow"]
 

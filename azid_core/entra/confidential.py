@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..cache import TokenCache
+from ..errors import ConfigError
+from ..options import check_scopes, merge_claims
+from ..wire import default_entropy, user_agent
 from .authority import check_tenant_id, normalize_authority, resolve_tenant, token_url
-from .cache import TokenCache
-from .entra import EntraRequest, token_request_flow
-from .errors import ConfigError
-from .options import check_scopes, merge_claims
-from .wire import default_entropy, user_agent
+from .endpoint import EntraRequest, token_request_flow
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
-    from .acquire import TokenCall
-    from .cache import CacheKey
-    from .effects import Flow
-    from .tokens import AccessTokenInfo
+    from ..acquire import TokenCall
+    from ..cache import CacheKey
+    from ..effects import Flow
+    from ..tokens import AccessTokenInfo
 
 __all__ = ["ClientSecretCredential", "EntraCredential"]
 
@@ -29,7 +29,7 @@ DEFAULT_REQUEST_TIMEOUT = 30.0  # §0.5: the attempt deadline
 
 
 def _host_environ() -> Mapping[str, str]:
-    from . import blocking
+    from .. import blocking
 
     return blocking.environ()
 
