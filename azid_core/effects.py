@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Callable, Generator
     from typing import TypeAlias
 
 __all__ = [
@@ -20,6 +20,8 @@ __all__ = [
     "Effect",
     "FileContent",
     "Flow",
+    "FunctionCall",
+    "FunctionResult",
     "HttpRequest",
     "HttpResponse",
     "ReadFile",
@@ -130,6 +132,32 @@ class Sleep(NamedTuple):
     seconds: float
 
 
+class FunctionCall(NamedTuple):
+    """Call user code (an assertion callback, say) with no arguments and reply with its result.
+
+    Sync adapters call `function()`; async adapters call it and await the result when it is
+    awaitable, so one flow serves a plain function and an `async def` alike. `purpose` names what the
+    result is for, for logs and messages.
+    """
+
+    function: Callable[[], object]
+    purpose: str
+
+    def __repr__(self) -> str:
+        return f"FunctionCall({self.purpose})"
+
+
+class FunctionResult(NamedTuple):
+    """What user code returned, or the exception it raised (`error`), for the flow to judge."""
+
+    value: object = None
+    error: Exception | None = None
+
+    def __repr__(self) -> str:
+        outcome = f"raised {type(self.error).__name__}" if self.error is not None else "returned"
+        return f"FunctionResult({outcome})"
+
+
 class Waitable(Protocol):
     """What single-flight waits on: a `threading.Event`, `anyio.Event` or `trio.Event`."""
 
@@ -146,8 +174,8 @@ class AwaitFlight(NamedTuple):
     event: Waitable
 
 
-Effect: TypeAlias = HttpRequest | RunCommand | ReadFile | Sleep | AwaitFlight
-Reply: TypeAlias = HttpResponse | CommandResult | FileContent | float | None
+Effect: TypeAlias = HttpRequest | RunCommand | ReadFile | Sleep | AwaitFlight | FunctionCall
+Reply: TypeAlias = HttpResponse | CommandResult | FileContent | FunctionResult | float | None
 if TYPE_CHECKING:
     from typing import TypeVar
 

@@ -3,6 +3,9 @@
 `CredentialBase` (sync) and `AsyncCredentialBase` differ only in how they wait: the first calls,
 the second awaits. Both answer a cached token with one lookup and one clock compare, and otherwise
 drive `acquire_flow`; an adapter supplies only its HTTP call (and, async, its sleep and event).
+Effects that need no library are carried out here: a `ReadFile` (a small local file, read inline:
+a thread hop would cost more than the read) and a `FunctionCall` (user code, awaited when the async
+frontend gets an awaitable back).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import blocking
 from .acquire import TokenCall, acquire_flow
 from .drive import arun, run
-from .effects import AwaitFlight, HttpRequest, Sleep
+from .effects import AwaitFlight, FunctionCall, FunctionResult, HttpRequest, ReadFile, Sleep
 from .errors import AzidError
 from .flight import FlightTable
 from .tokens import AccessToken
@@ -68,6 +71,13 @@ class CredentialBase(ABC):
         if isinstance(effect, Sleep):
             self._sleep(effect.seconds)
             return self._clock()
+        if isinstance(effect, ReadFile):
+            return blocking.read_file(effect)
+        if isinstance(effect, FunctionCall):
+            try:
+                return FunctionResult(effect.function())
+            except Exception as exc:  # the flow decides what the failure means
+                return FunctionResult(error=exc)
         raise _unsupported(effect)
 
     def _acquire(self, call: TokenCall) -> AccessTokenInfo:
@@ -146,6 +156,16 @@ class AsyncCredentialBase(ABC):
         if isinstance(effect, Sleep):
             await self._sleep(effect.seconds)
             return self._clock()
+        if isinstance(effect, ReadFile):
+            return blocking.read_file(effect)
+        if isinstance(effect, FunctionCall):
+            try:
+                value = effect.function()
+                if hasattr(value, "__await__"):
+                    value = await value
+            except Exception as exc:  # the flow decides what the failure means
+                return FunctionResult(error=exc)
+            return FunctionResult(value)
         raise _unsupported(effect)
 
     async def _acquire(self, call: TokenCall) -> AccessTokenInfo:

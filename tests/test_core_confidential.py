@@ -179,15 +179,8 @@ def test_identity_differs_by_client_and_authority() -> None:
 
 
 def test_the_base_class_has_no_grant() -> None:
-    base = EntraCredential("tenant-a", "client-a", env={})
-    assert repr(base).startswith("EntraCredential(")
-    call = TokenCall(("a",), None, None, False)
-    key = base.cache_key(call)
-    assert key[3] == "entra:https://login.microsoftonline.com:client-a"
-    with pytest.raises(NotImplementedError):
-        base.fetch_flow(call, key, NOW)
-    # A grant without secrets of its own masks nothing extra.
-    assert base._secrets() == ()
+    with pytest.raises(TypeError, match="abstract"):
+        EntraCredential("tenant-a", "client-a", env={})  # type: ignore[abstract]
 
 
 @pytest.mark.parametrize("suffix", ["app\r\nX-Injected: 1", "app\x00", "appé"])

@@ -23,7 +23,7 @@ from azid_core.effects import (
 )
 from azid_core.errors import TransportError
 from azid_core.logs import debug
-from azid_core.testing import EntraApp, EntraEmulator, ScriptedIO
+from azid_core.testing import EntraEmulator, ScriptedIO
 
 if TYPE_CHECKING:
     from azid_core.effects import Effect
@@ -253,7 +253,9 @@ def body_of(response: HttpResponse) -> dict[str, Any]:
 @pytest.fixture
 def emulator() -> EntraEmulator:
     em = EntraEmulator(clock=lambda: NOW)
-    assert em.add_app("tenant-a", "app-a", "s") == EntraApp("tenant-a", "app-a", "s")
+    app = em.add_app("tenant-a", "app-a", "s")
+    assert (app.tenant_id, app.client_id, app.client_secret) == ("tenant-a", "app-a", "s")
+    assert em.apps[("tenant-a", "app-a")] is app
     return em
 
 

@@ -6,12 +6,14 @@ pickles without its cache (a fresh, empty one comes back). Adapters wrap it to g
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..cache import TokenCache
 from ..errors import ConfigError
 from ..options import check_scopes, merge_claims
 from ..wire import default_entropy, user_agent
+from .adfs import adfs_token_endpoint
 from .authority import check_tenant_id, normalize_authority, resolve_tenant, token_url
 from .endpoint import EntraRequest, token_request_flow
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from ..effects import Flow
     from ..tokens import AccessTokenInfo
 
-__all__ = ["ClientSecretCredential", "EntraCredential"]
+__all__ = ["ClientSecretCredential", "EntraCredential", "EntraForm"]
 
 DEFAULT_REQUEST_TIMEOUT = 30.0  # §0.5: the attempt deadline
 
@@ -40,8 +42,18 @@ def _check_id(value: object, name: str, owner: str) -> str:
     return value
 
 
-class EntraCredential:
+class EntraForm(NamedTuple):
+    """A token request's form fields in wire order, and the verbatim secrets they carry (to mask)."""
+
+    fields: list[tuple[str, str]]
+    secrets: tuple[str, ...]
+
+
+class EntraCredential(ABC):
     """What every Entra credential shares: tenant, client, authority, options, cache (§2.1)."""
+
+    _cache: TokenCache
+    _adfs_endpoint: str | None
 
     _identity_prefix = "entra"
 
@@ -81,7 +93,7 @@ class EntraCredential:
         self._multitenant_disabled = bool(environment.get("AZURE_IDENTITY_DISABLE_MULTITENANTAUTH"))
         self._user_agent = user_agent(environment, owner=owner)
         self._entropy = entropy
-        self._cache = TokenCache()
+        self._reset_transient()
 
     # -- what acquire_flow needs (the TokenSource protocol) --
 
@@ -107,37 +119,67 @@ class EntraCredential:
         return (tuple(sorted(set(scopes))), tenant, call.enable_cae, self._identity)
 
     def fetch_flow(self, call: TokenCall, key: CacheKey, now: float) -> Flow[AccessTokenInfo]:
+        return self._fetch(call, key[1], now)
+
+    def _fetch(self, call: TokenCall, tenant: str, now: float) -> Flow[AccessTokenInfo]:
         owner = type(self).__name__
-        tenant = key[1]
         claims = merge_claims(call.claims, enable_cae=call.enable_cae, owner=owner)
+        url = yield from self._token_endpoint(tenant, now)
+        form = yield from self._form(" ".join(call.scopes), claims, url, now)
         request = EntraRequest(
             owner=owner,
-            url=token_url(self._authority, tenant),
-            fields=self._grant_fields(" ".join(call.scopes), claims),
-            secrets=self._secrets(),
+            url=url,
+            fields=form.fields,
+            secrets=form.secrets,
             user_agent=self._user_agent,
             timeout=self._request_timeout,
         )
-        return token_request_flow(request, now=now, entropy=self._entropy or default_entropy)
+        return (yield from token_request_flow(request, now=now, entropy=self.entropy))
+
+    @property
+    def entropy(self) -> Callable[[int], bytes]:
+        return self._entropy or default_entropy
+
+    def _token_endpoint(self, tenant: str, now: float) -> Flow[str]:
+        """Where the token request goes: the v2.0 endpoint, or ADFS's discovered one (§1.2)."""
+        if tenant.lower() != "adfs":
+            return token_url(self._authority, tenant)
+        if self._adfs_endpoint is None:
+            endpoint = yield from adfs_token_endpoint(
+                self._authority,
+                owner=type(self).__name__,
+                user_agent=self._user_agent,
+                timeout=self._request_timeout,
+                now=now,
+                entropy=self.entropy,
+            )
+            self._adfs_endpoint = endpoint
+        return self._adfs_endpoint
 
     # -- what a grant defines --
 
-    def _grant_fields(self, scope: str, claims: str | None) -> list[tuple[str, str]]:
-        raise NotImplementedError
-
-    def _secrets(self) -> tuple[str, ...]:
-        return ()
+    @abstractmethod
+    def _form(self, scope: str, claims: str | None, url: str, now: float) -> Flow[EntraForm]:
+        """The token request's form fields in wire order (§2), and the secrets they carry."""
 
     # -- pickling: configuration only --
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        del state["_cache"]
+        for name in self._transient:
+            del state[name]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._reset_transient()
+
+    #: State rebuilt lazily, never pickled (§7.4): the cache and what was learnt from services.
+    _transient: tuple[str, ...] = ("_cache", "_adfs_endpoint")
+
+    def _reset_transient(self) -> None:
         self._cache = TokenCache()
+        self._adfs_endpoint = None
 
     def __repr__(self) -> str:
         return (
@@ -183,7 +225,8 @@ class ClientSecretCredential(EntraCredential):
             )
         self._client_secret = client_secret
 
-    def _grant_fields(self, scope: str, claims: str | None) -> list[tuple[str, str]]:
+    def _form(self, scope: str, claims: str | None, url: str, now: float) -> Flow[EntraForm]:
+        yield from ()  # no effects: the secret is at hand
         fields = [
             ("client_id", self._client_id),
             ("grant_type", "client_credentials"),
@@ -193,7 +236,4 @@ class ClientSecretCredential(EntraCredential):
         ]
         if claims:
             fields.append(("claims", claims))
-        return fields
-
-    def _secrets(self) -> tuple[str, ...]:
-        return (self._client_secret,)
+        return EntraForm(fields, (self._client_secret,))

@@ -1,0 +1,250 @@
+"""`EntraEmulator`: a pure request handler playing Microsoft Entra ID (PROTOCOL.md §1, §2).
+
+It serves `POST {authority}/{tenant}/oauth2/v2.0/token` for every confidential grant azid sends, an
+ADFS farm (`/adfs/...`) and the Azure Pipelines OIDC endpoint. It records every request, issues
+HS256-signed JWT access tokens, answers AADSTS errors as the real service does, and can be told to
+fail the next requests.
+
+How a client proves itself is checked by `EntraApp`'s registrations: a secret, certificates (see
+`testing.certificates`) and federated identities (see `testing.federated`). Grants other than
+client credentials live beside this module (`testing.obo`). The clock is an argument.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import parse_qsl, urlsplit
+
+from ..effects import HttpRequest, HttpResponse
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["JWT_BEARER", "EntraApp", "EntraEmulator", "EntraFault"]
+
+JSON_HEADERS = (("Content-Type", "application/json; charset=utf-8"),)
+TOKEN_PATH = "/oauth2/v2.0/token"
+ADFS_CONFIGURATION_PATH = "/adfs/.well-known/openid-configuration"
+ADFS_TOKEN_PATH = "/adfs/oauth2/token"
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+class EntraFault(NamedTuple):
+    """An Entra error reply: HTTP status, OAuth error, AADSTS code and its text (§1.5)."""
+
+    status: int
+    error: str
+    code: int
+    text: str
+
+
+class EntraApp:
+    """An app registration: its tenant, client ID, and the credentials it accepts."""
+
+    def __init__(self, tenant_id: str, client_id: str, client_secret: str | None = None) -> None:
+        self.tenant_id = tenant_id
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.certificates: list[bytes] = []  # DER of each registered certificate
+        self.federated: list[tuple[str, str]] = []  # (issuer, subject) of each federated identity
+
+
+class EntraEmulator:
+    """Plays Entra ID's token endpoint; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float],
+        token_lifetime: int = 3600,
+        refresh_in: int | None = None,
+        signing_key: str = "azid-emulator-signing-key-0123456789abcdef",
+    ) -> None:
+        self.clock = clock
+        self.token_lifetime = token_lifetime
+        self.refresh_in = refresh_in
+        self.signing_key = signing_key
+        self.apps: dict[tuple[str, str], EntraApp] = {}
+        self._faults: list[HttpResponse] = []
+        self.requests: list[HttpRequest] = []
+        self.issued = 0
+
+    # -- setting it up --
+
+    def add_app(self, tenant_id: str, client_id: str, client_secret: str | None = None) -> EntraApp:
+        app = EntraApp(tenant_id, client_id, client_secret)
+        self.apps[(tenant_id, client_id)] = app
+        return app
+
+    def fail_next(
+        self, status: int, body: bytes | str | dict[str, Any], headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        """Answer the next token request with this reply instead (queued, first in first out)."""
+        if isinstance(body, dict):
+            payload = json.dumps(body).encode()
+            headers = JSON_HEADERS + headers
+        else:
+            payload = body.encode() if isinstance(body, str) else body
+        self._faults.append(HttpResponse(status, headers, payload))
+
+    def decode(self, token: str) -> dict[str, Any]:
+        """The claims of a token this emulator issued (signature and audience not checked)."""
+        import jwt
+
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            self.signing_key,
+            algorithms=["HS256"],
+            options={"verify_aud": False, "verify_exp": False, "verify_iat": False, "verify_nbf": False},
+        )
+        return claims
+
+    @property
+    def token_requests(self) -> int:
+        return sum(1 for r in self.requests if r.method == "POST")
+
+    # -- the service --
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        self.requests.append(request)
+        parts = urlsplit(request.url)
+        path = parts.path
+        if request.method == "GET" and path.endswith(ADFS_CONFIGURATION_PATH):
+            origin = f"{parts.scheme}://{parts.netloc}"
+            document = {"issuer": f"{origin}/adfs", "token_endpoint": f"{origin}{ADFS_TOKEN_PATH}"}
+            return HttpResponse(200, JSON_HEADERS, json.dumps(document).encode())
+        if request.method != "POST":
+            return self.error(EntraFault(404, "not_found", 0, f"No endpoint at {request.method} {path}."))
+        if self._faults:
+            return self._faults.pop(0)
+        if path.endswith(TOKEN_PATH):
+            tenant = path[: -len(TOKEN_PATH)].rsplit("/", 1)[-1]
+        elif path.endswith(ADFS_TOKEN_PATH):
+            tenant = "adfs"
+        else:
+            return self.error(EntraFault(404, "not_found", 0, f"No endpoint at {request.method} {path}."))
+        form = dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
+        return self._token(tenant, form, request.url)
+
+    def _token(self, tenant: str, form: dict[str, str], url: str) -> HttpResponse:
+        grant = form.get("grant_type")
+        if grant not in {"client_credentials"}:
+            return self.error(
+                EntraFault(
+                    400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type."
+                )
+            )
+        if not any(app.tenant_id == tenant for app in self.apps.values()):
+            return self.error(EntraFault(400, "invalid_request", 90002, f"Tenant '{tenant}' not found."))
+        app = self.apps.get((tenant, form.get("client_id", "")))
+        if app is None:
+            return self.error(
+                EntraFault(
+                    400,
+                    "unauthorized_client",
+                    700016,
+                    f"Application with identifier '{form.get('client_id')}' was not found in the directory "
+                    f"'{tenant}'.",
+                )
+            )
+        fault = self.authenticate_client(app, form, url)
+        if fault is not None:
+            return self.error(fault)
+        scope = form.get("scope", "")
+        if len(scope.split()) != 1 or not scope.endswith("/.default"):
+            return self.error(
+                EntraFault(
+                    400,
+                    "invalid_scope",
+                    1002012,
+                    f"The provided value for scope {scope} is not valid. Client credential flows must have "
+                    "a scope value with /.default suffixed to the resource identifier.",
+                )
+            )
+        return self.issue(app, scope[: -len("/.default")], form.get("claims"))
+
+    def authenticate_client(self, app: EntraApp, form: dict[str, str], url: str) -> EntraFault | None:
+        """Check the client's secret or assertion; None when it proves to be `app`."""
+        if "client_assertion" in form:
+            if form.get("client_assertion_type") != JWT_BEARER:
+                return EntraFault(
+                    400, "invalid_request", 50027, "The client_assertion_type is missing or not jwt-bearer."
+                )
+            return self._check_assertion(app, form["client_assertion"], url)
+        if app.client_secret is None or form.get("client_secret") != app.client_secret:
+            return EntraFault(
+                401,
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client "
+                "secret value.",
+            )
+        return None
+
+    def _check_assertion(self, app: EntraApp, assertion: str, url: str) -> EntraFault | None:
+        import jwt
+
+        try:
+            header = jwt.get_unverified_header(assertion)
+        except jwt.PyJWTError:
+            return EntraFault(400, "invalid_client", 50027, "JWT token is invalid or malformed.")
+        if "x5t" in header or "x5t#S256" in header:
+            from .certificates import check_certificate_assertion
+
+            return check_certificate_assertion(app, assertion, header, audience=url, now=self.clock())
+        from .federated import check_federated_assertion
+
+        return check_federated_assertion(self, app, assertion)
+
+    def issue(
+        self,
+        app: EntraApp,
+        audience: str,
+        claims: str | None,
+        *,
+        extra_claims: dict[str, Any] | None = None,
+        extra_reply: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """A token reply for `app`, for `audience`, with CAE's `xms_cc` when the claims ask for CP1."""
+        import jwt
+
+        now = int(self.clock())
+        self.issued += 1
+        payload: dict[str, Any] = {
+            "aud": audience,
+            "iss": f"https://sts.windows.net/{app.tenant_id}/",
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.token_lifetime,
+            "appid": app.client_id,
+            "tid": app.tenant_id,
+            "sub": app.client_id,
+            "uti": f"emulator-{self.issued}",
+        }
+        if claims and "CP1" in claims:
+            payload["xms_cc"] = ["CP1"]
+        payload.update(extra_claims or {})
+        reply: dict[str, Any] = {
+            "token_type": "Bearer",
+            "expires_in": self.token_lifetime,
+            "ext_expires_in": self.token_lifetime,
+            "access_token": jwt.encode(payload, self.signing_key, algorithm="HS256"),
+        }
+        if self.refresh_in is not None:
+            reply["refresh_in"] = self.refresh_in
+        reply.update(extra_reply or {})
+        return HttpResponse(200, JSON_HEADERS, json.dumps(reply).encode())
+
+    def error(self, fault: EntraFault) -> HttpResponse:
+        """Entra's error body for `fault` (§1.5)."""
+        trace_id = f"00000000-0000-0000-0000-{len(self.requests):012d}"
+        body = {
+            "error": fault.error,
+            "error_description": f"AADSTS{fault.code}: {fault.text} Trace ID: {trace_id}",
+            "error_codes": [fault.code],
+            "timestamp": "2026-11-27 12:00:00Z",
+            "trace_id": trace_id,
+            "correlation_id": "11111111-1111-1111-1111-111111111111",
+        }
+        return HttpResponse(fault.status, JSON_HEADERS, json.dumps(body).encode())
