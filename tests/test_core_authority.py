@@ -8,6 +8,7 @@ from azid_core.entra.authority import (
     AZURE_CHINA,
     AZURE_GOVERNMENT,
     AZURE_PUBLIC_CLOUD,
+    AzureAuthorityHosts,
     check_tenant_id,
     normalize_authority,
     resolve_tenant,
@@ -24,6 +25,21 @@ def test_cloud_constants() -> None:
     assert AZURE_PUBLIC_CLOUD == "login.microsoftonline.com"
     assert AZURE_GOVERNMENT == "login.microsoftonline.us"
     assert AZURE_CHINA == "login.chinacloudapi.cn"
+    hosts = (AzureAuthorityHosts.AZURE_PUBLIC_CLOUD, AzureAuthorityHosts.AZURE_GOVERNMENT)
+    assert hosts + (AzureAuthorityHosts.AZURE_CHINA,) == (AZURE_PUBLIC_CLOUD, AZURE_GOVERNMENT, AZURE_CHINA)
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        (AzureAuthorityHosts.AZURE_PUBLIC_CLOUD, "https://login.microsoftonline.com/t/oauth2/v2.0/token"),
+        (AzureAuthorityHosts.AZURE_GOVERNMENT, "https://login.microsoftonline.us/t/oauth2/v2.0/token"),
+        (AzureAuthorityHosts.AZURE_CHINA, "https://login.chinacloudapi.cn/t/oauth2/v2.0/token"),
+    ],
+)
+def test_each_cloud_host_is_a_valid_authority(host: str, expected: str) -> None:
+    assert token_url(norm(host), "t") == expected
+    assert token_url(norm(None, {"AZURE_AUTHORITY_HOST": host}), "t") == expected
 
 
 @pytest.mark.parametrize(

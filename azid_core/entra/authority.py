@@ -19,6 +19,7 @@ __all__ = [
     "AZURE_CHINA",
     "AZURE_GOVERNMENT",
     "AZURE_PUBLIC_CLOUD",
+    "AzureAuthorityHosts",
     "check_tenant_id",
     "normalize_authority",
     "resolve_tenant",
@@ -28,6 +29,17 @@ __all__ = [
 AZURE_PUBLIC_CLOUD = "login.microsoftonline.com"
 AZURE_GOVERNMENT = "login.microsoftonline.us"
 AZURE_CHINA = "login.chinacloudapi.cn"
+
+
+class AzureAuthorityHosts:
+    """The authority hosts of the Azure clouds, under azure-identity's names, for `authority=`.
+
+    >>> ClientSecretCredential(tenant, client, secret, authority=AzureAuthorityHosts.AZURE_GOVERNMENT)
+    """
+
+    AZURE_PUBLIC_CLOUD = AZURE_PUBLIC_CLOUD
+    AZURE_GOVERNMENT = AZURE_GOVERNMENT
+    AZURE_CHINA = AZURE_CHINA
 
 # Plain http is allowed only where no one else can listen: tests and local emulators (§1.1).
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
