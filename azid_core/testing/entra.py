@@ -49,6 +49,12 @@ class EntraApp:
         self.certificates: list[bytes] = []  # DER of each registered certificate
         self.federated: list[tuple[str, str]] = []  # (issuer, subject) of each federated identity
 
+    def add_certificate(self, certificate: bytes) -> None:
+        """Accept assertions signed by this certificate's key (PEM or DER; stored as DER)."""
+        from .certificates import certificate_der
+
+        self.certificates.append(certificate_der(certificate))
+
 
 class EntraEmulator:
     """Plays Entra ID's token endpoint; see the module docstring."""
