@@ -22,7 +22,14 @@ if TYPE_CHECKING:
 
     from ..effects import Flow, HttpResponse
 
-__all__ = ["EntraRequest", "parse_error_reply", "parse_token_reply", "token_request_flow"]
+__all__ = [
+    "EntraRequest",
+    "TokenReply",
+    "parse_error_reply",
+    "parse_token_reply",
+    "token_reply_flow",
+    "token_request_flow",
+]
 
 SERVICE = "Microsoft Entra ID"
 CONNECT_TIMEOUT = 10.0  # §0.5: connect deadline for Entra
@@ -42,6 +49,13 @@ class EntraRequest(NamedTuple):
     timeout: float
 
 
+class TokenReply(NamedTuple):
+    """A token, and the refresh token that came with it (user grants keep it, §3.3)."""
+
+    info: AccessTokenInfo
+    refresh_token: str | None
+
+
 def token_request_flow(
     request: EntraRequest, *, now: float, entropy: Callable[[int], bytes]
 ) -> Flow[AccessTokenInfo]:
@@ -52,6 +66,32 @@ def token_request_flow(
     Raises:  AuthError if Entra refuses; ProtocolError for an unreadable 2xx reply;
              CredentialUnavailableError if Entra cannot be reached (TransportError as the cause).
     """
+    response, now, request_id = yield from _post_flow(request, now=now, entropy=entropy)
+    return parse_token_reply(
+        response, owner=request.owner, now=now, secrets=request.secrets, request_id=request_id
+    )
+
+
+def token_reply_flow(
+    request: EntraRequest, *, now: float, entropy: Callable[[int], bytes]
+) -> Flow[TokenReply]:
+    """`token_request_flow`, also returning the reply's `refresh_token` (§1.6, §3.3).
+
+    Yields, Raises: as `token_request_flow`.
+    """
+    response, now, request_id = yield from _post_flow(request, now=now, entropy=entropy)
+    body = _json_object(response.body)
+    info = parse_token_reply(
+        response, owner=request.owner, now=now, secrets=request.secrets, request_id=request_id, body=body
+    )
+    assert body is not None  # parse_token_reply accepts only a JSON object
+    return TokenReply(info, _text(body.get("refresh_token")))
+
+
+def _post_flow(
+    request: EntraRequest, *, now: float, entropy: Callable[[int], bytes]
+) -> Flow[tuple[HttpResponse, float, str]]:
+    """Send the POST per policy E: the last response, the clock after it, and the request id."""
     request_id = new_request_id(entropy)
     http_request = HttpRequest(
         "POST",
@@ -77,9 +117,7 @@ def token_request_flow(
             f"{request.owner}: {SERVICE} at {request.url} could not be reached ({exc.kind}): "
             f"{mask(exc.detail, request.secrets)}"
         ) from exc
-    return parse_token_reply(
-        response, owner=request.owner, now=now, secrets=request.secrets, request_id=request_id
-    )
+    return response, now, request_id
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
@@ -95,10 +133,16 @@ def _text(value: Any) -> str | None:
 
 
 def parse_token_reply(
-    response: HttpResponse, *, owner: str, now: float, secrets: tuple[str, ...], request_id: str | None = None
+    response: HttpResponse,
+    *,
+    owner: str,
+    now: float,
+    secrets: tuple[str, ...],
+    request_id: str | None = None,
+    body: dict[str, Any] | None = None,
 ) -> AccessTokenInfo:
-    """Read Entra's reply to a token request (§1.5, §1.6)."""
-    body = _json_object(response.body)
+    """Read Entra's reply to a token request (§1.5, §1.6); `body`: the reply already parsed."""
+    body = body if body is not None else _json_object(response.body)
     if not 200 <= response.status < 300 or (body is not None and "error" in body):
         raise parse_error_reply(response, owner=owner, secrets=secrets, request_id=request_id, body=body)
     if body is None:

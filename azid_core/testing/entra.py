@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..effects import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from .obo import EntraUser, RefreshGrant
 
 __all__ = ["JWT_BEARER", "EntraApp", "EntraEmulator", "EntraFault"]
 
@@ -27,6 +29,7 @@ JSON_HEADERS = (("Content-Type", "application/json; charset=utf-8"),)
 TOKEN_PATH = "/oauth2/v2.0/token"
 ADFS_CONFIGURATION_PATH = "/adfs/.well-known/openid-configuration"
 ADFS_TOKEN_PATH = "/adfs/oauth2/token"
+USER_REALM_PATH = "/common/userrealm/"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
@@ -75,6 +78,10 @@ class EntraEmulator:
         self._faults: list[HttpResponse] = []
         self.requests: list[HttpRequest] = []
         self.issued = 0
+        # The delegated grants' users and refresh tokens (testing.obo).
+        self.users: dict[tuple[str, str], EntraUser] = {}
+        self.federated_domains: set[str] = set()
+        self.refresh_tokens: dict[str, RefreshGrant] = {}
 
     # -- setting it up --
 
@@ -82,6 +89,24 @@ class EntraEmulator:
         app = EntraApp(tenant_id, client_id, client_secret)
         self.apps[(tenant_id, client_id)] = app
         return app
+
+    def add_user(self, tenant_id: str, username: str, password: str) -> EntraUser:
+        """A user who signs in with a password (ROPC, §3.3); the user realm calls its domain Managed."""
+        from .obo import new_user
+
+        user = new_user(tenant_id, username, password)
+        self.users[(tenant_id, username.lower())] = user
+        return user
+
+    def add_federated_domain(self, domain: str) -> None:
+        """Make the user realm of `domain` Federated (ROPC is then refused, §3.3)."""
+        self.federated_domains.add(domain.lower())
+
+    def user_token(self, tenant_id: str, audience_client_id: str, *, upn: str, oid: str) -> str:
+        """A user's token for the API `audience_client_id`: an on-behalf-of `user_assertion`."""
+        from .obo import user_token
+
+        return user_token(self, tenant_id, audience_client_id, upn=upn, oid=oid)
 
     def fail_next(
         self, status: int, body: bytes | str | dict[str, Any], headers: tuple[tuple[str, str], ...] = ()
@@ -120,6 +145,10 @@ class EntraEmulator:
             origin = f"{parts.scheme}://{parts.netloc}"
             document = {"issuer": f"{origin}/adfs", "token_endpoint": f"{origin}{ADFS_TOKEN_PATH}"}
             return HttpResponse(200, JSON_HEADERS, json.dumps(document).encode())
+        if request.method == "GET" and path.startswith(USER_REALM_PATH):
+            from .obo import user_realm
+
+            return user_realm(self, unquote(path[len(USER_REALM_PATH) :]))
         if request.method != "POST":
             return self.error(EntraFault(404, "not_found", 0, f"No endpoint at {request.method} {path}."))
         if self._faults:
@@ -135,25 +164,19 @@ class EntraEmulator:
 
     def _token(self, tenant: str, form: dict[str, str], url: str) -> HttpResponse:
         grant = form.get("grant_type")
+        if grant in {"urn:ietf:params:oauth:grant-type:jwt-bearer", "refresh_token", "password"}:
+            from .obo import user_grant
+
+            return user_grant(self, tenant, form, url)
         if grant not in {"client_credentials"}:
             return self.error(
                 EntraFault(
                     400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type."
                 )
             )
-        if not any(app.tenant_id == tenant for app in self.apps.values()):
-            return self.error(EntraFault(400, "invalid_request", 90002, f"Tenant '{tenant}' not found."))
-        app = self.apps.get((tenant, form.get("client_id", "")))
-        if app is None:
-            return self.error(
-                EntraFault(
-                    400,
-                    "unauthorized_client",
-                    700016,
-                    f"Application with identifier '{form.get('client_id')}' was not found in the directory "
-                    f"'{tenant}'.",
-                )
-            )
+        app = self.find_app(tenant, form.get("client_id", ""))
+        if isinstance(app, EntraFault):
+            return self.error(app)
         fault = self.authenticate_client(app, form, url)
         if fault is not None:
             return self.error(fault)
@@ -169,6 +192,20 @@ class EntraEmulator:
                 )
             )
         return self.issue(app, scope[: -len("/.default")], form.get("claims"))
+
+    def find_app(self, tenant: str, client_id: str) -> EntraApp | EntraFault:
+        """The app `client_id` registered in `tenant`, or the fault Entra answers."""
+        if not any(app.tenant_id == tenant for app in self.apps.values()):
+            return EntraFault(400, "invalid_request", 90002, f"Tenant '{tenant}' not found.")
+        app = self.apps.get((tenant, client_id))
+        if app is None:
+            return EntraFault(
+                400,
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{client_id}' was not found in the directory '{tenant}'.",
+            )
+        return app
 
     def authenticate_client(self, app: EntraApp, form: dict[str, str], url: str) -> EntraFault | None:
         """Check the client's secret or assertion; None when it proves to be `app`."""
