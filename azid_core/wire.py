@@ -25,6 +25,7 @@ __all__ = [
     "ENTRA_POLICY",
     "Entropy",
     "RetryPolicy",
+    "SERVICE_POLICY",
     "default_entropy",
     "form_body",
     "http",
@@ -108,6 +109,13 @@ class RetryPolicy(NamedTuple):
 ENTRA_POLICY = RetryPolicy(
     statuses=frozenset({429, 500, 503, 504}),
     transport_kinds=frozenset({"connect"}),
+    delays=(0.0, 1.6, 3.2),
+    budget=60.0,
+)
+# Policy S: managed identity sources other than IMDS, and the Azure Pipelines OIDC endpoint (§0.5).
+SERVICE_POLICY = RetryPolicy(
+    statuses=frozenset({408, 429, 500, 502, 503, 504, *range(506, 600)}),
+    transport_kinds=frozenset({"connect", "timeout", "closed"}),
     delays=(0.0, 1.6, 3.2),
     budget=60.0,
 )

@@ -47,6 +47,9 @@ class EntraRequest(NamedTuple):
     secrets: tuple[str, ...]
     user_agent: str
     timeout: float
+    # The AKS token proxy's TLS settings (§2.3), passed through to the HttpRequest.
+    tls_server_name: str | None = None
+    ca_pem: bytes | None = None
 
 
 class TokenReply(NamedTuple):
@@ -107,6 +110,8 @@ def _post_flow(
         body=form_body(request.fields),
         timeout=request.timeout,
         connect_timeout=min(CONNECT_TIMEOUT, request.timeout),
+        tls_server_name=request.tls_server_name,
+        ca_pem=request.ca_pem,
     )
     try:
         response, now = yield from send_with_retry(http_request, ENTRA_POLICY, now)

@@ -31,6 +31,8 @@ ADFS_CONFIGURATION_PATH = "/adfs/.well-known/openid-configuration"
 ADFS_TOKEN_PATH = "/adfs/oauth2/token"
 USER_REALM_PATH = "/common/userrealm/"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+OIDC_PATH = "/oidctoken"  # Azure Pipelines' OIDC endpoint, .../jobs/{job}/oidctoken
+FEDERATED_AUDIENCE = "api://AzureADTokenExchange"
 
 
 class EntraFault(NamedTuple):
@@ -78,6 +80,10 @@ class EntraEmulator:
         self._faults: list[HttpResponse] = []
         self.requests: list[HttpRequest] = []
         self.issued = 0
+        # Azure Pipelines (see `testing.federated`): the job's System.AccessToken, and each service
+        # connection's federated identity (issuer, subject) by connection ID.
+        self.system_access_token = "azid-emulator-system-access-token"
+        self.service_connections: dict[str, tuple[str, str]] = {}
         # The delegated grants' users and refresh tokens (testing.obo).
         self.users: dict[tuple[str, str], EntraUser] = {}
         self.federated_domains: set[str] = set()
@@ -131,6 +137,20 @@ class EntraEmulator:
         )
         return claims
 
+    def federated_token(
+        self, issuer: str, subject: str, *, audience: str = FEDERATED_AUDIENCE, lifetime: int = 3600
+    ) -> str:
+        """A federated token (HS256, `signing_key`) as Kubernetes or Azure Pipelines would issue it."""
+        from .federated import federated_token
+
+        return federated_token(self, issuer, subject, audience=audience, lifetime=lifetime)
+
+    def add_service_connection(self, app: EntraApp, connection_id: str) -> tuple[str, str]:
+        """Register an Azure Pipelines service connection for `app`; its (issuer, subject)."""
+        from .federated import add_service_connection
+
+        return add_service_connection(self, app, connection_id)
+
     @property
     def token_requests(self) -> int:
         return sum(1 for r in self.requests if r.method == "POST")
@@ -151,6 +171,10 @@ class EntraEmulator:
             return user_realm(self, unquote(path[len(USER_REALM_PATH) :]))
         if request.method != "POST":
             return self.error(EntraFault(404, "not_found", 0, f"No endpoint at {request.method} {path}."))
+        if path.endswith(OIDC_PATH):
+            from .federated import pipelines_oidc
+
+            return pipelines_oidc(self, request)
         if self._faults:
             return self._faults.pop(0)
         if path.endswith(TOKEN_PATH):
