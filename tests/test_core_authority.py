@@ -26,7 +26,7 @@ def test_cloud_constants() -> None:
     assert AZURE_GOVERNMENT == "login.microsoftonline.us"
     assert AZURE_CHINA == "login.chinacloudapi.cn"
     hosts = (AzureAuthorityHosts.AZURE_PUBLIC_CLOUD, AzureAuthorityHosts.AZURE_GOVERNMENT)
-    assert hosts + (AzureAuthorityHosts.AZURE_CHINA,) == (AZURE_PUBLIC_CLOUD, AZURE_GOVERNMENT, AZURE_CHINA)
+    assert (*hosts, AzureAuthorityHosts.AZURE_CHINA) == (AZURE_PUBLIC_CLOUD, AZURE_GOVERNMENT, AZURE_CHINA)
 
 
 @pytest.mark.parametrize(

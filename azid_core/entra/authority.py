@@ -41,6 +41,7 @@ class AzureAuthorityHosts:
     AZURE_GOVERNMENT = AZURE_GOVERNMENT
     AZURE_CHINA = AZURE_CHINA
 
+
 # Plain http is allowed only where no one else can listen: tests and local emulators (§1.1).
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _TENANT = re.compile(r"[A-Za-z0-9.-]{1,256}")

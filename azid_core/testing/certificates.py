@@ -51,11 +51,13 @@ def check_certificate_assertion(
     else:
         name, digest = "x5t", hashlib.sha1
     thumbprint = header[name]
+    # Entra also takes a padded thumbprint: msal (azure-identity's sync path) sends one (§10 item 3).
+    wanted = thumbprint.rstrip("=") if isinstance(thumbprint, str) else thumbprint
     registered = next(
         (
             der
             for der in app.certificates
-            if base64.urlsafe_b64encode(digest(der).digest()).rstrip(b"=").decode() == thumbprint
+            if base64.urlsafe_b64encode(digest(der).digest()).rstrip(b"=").decode() == wanted
         ),
         None,
     )
@@ -80,7 +82,8 @@ def check_certificate_assertion(
                 "verify_nbf": False,
                 "verify_iat": False,
                 "verify_iss": False,
-                "require": ["aud", "iss", "sub", "jti", "nbf", "exp"],
+                # Entra needs no `nbf`: msal's assertions have none (azid's do, §2.2).
+                "require": ["aud", "iss", "sub", "jti", "exp"],
             },
         )
     except jwt.InvalidSignatureError:
@@ -104,9 +107,10 @@ def check_certificate_assertion(
         return EntraFault(
             401, "invalid_client", 700023, "Client assertion audience claim does not match Realm issuer."
         )
-    nbf, exp = claims["nbf"], claims["exp"]
-    if not all(isinstance(t, int) and not isinstance(t, bool) for t in (nbf, exp)):
-        return _malformed("nbf and exp must be integers")
+    # NumericDates may have a fraction (RFC 7519 §2): msal's do. Without `nbf`, `iat` bounds it.
+    nbf, exp = claims.get("nbf", claims.get("iat", 0)), claims["exp"]
+    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in (nbf, exp)):
+        return _malformed("nbf and exp must be numbers")
     if not nbf <= now < exp:
         return EntraFault(
             401,
