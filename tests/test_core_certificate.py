@@ -714,6 +714,25 @@ def test_the_emulator_refuses_malformed_assertions() -> None:
     assert code(signed({**base, "exp": True}, thumb)) == 50027
 
 
+def test_the_emulator_takes_assertions_shaped_as_msal_makes_them() -> None:
+    # azure-identity's sync path (msal): RS256, a padded `x5t`, no `nbf`, fractional times.
+    app = EntraEmulator(clock=lambda: NOW).add_app(TENANT, CLIENT)
+    app.add_certificate(certs.leaf().der)
+    padded = {"x5t": base64.urlsafe_b64encode(base64.urlsafe_b64decode(certs.leaf().x5t + "=")).decode()}
+    assert padded["x5t"].endswith("=")
+    claims: dict[str, Any] = {"aud": TOKEN_URL, "iss": CLIENT, "sub": CLIENT, "jti": JTI}
+
+    def code(**times: float) -> int | None:
+        assertion = signed({**claims, **times}, padded, "RS256")
+        header = jwt.get_unverified_header(assertion)
+        fault = check_certificate_assertion(app, assertion, header, audience=TOKEN_URL, now=NOW)
+        return None if fault is None else fault.code
+
+    assert code(iat=NOW - 0.5, exp=NOW + 599.5) is None
+    assert code(iat=NOW + 10.5, exp=NOW + 599.5) == 700024  # `iat` bounds it when `nbf` is absent
+    assert code(exp=NOW - 0.5) == 700024
+
+
 def test_certificate_der_accepts_pem_and_der() -> None:
     pair = certs.issued()
     assert certificate_der(pair.cert_pem) == pair.der
