@@ -20,13 +20,22 @@ if TYPE_CHECKING:
         AwaitFlight,
         CommandResult,
         FileContent,
+        FunctionCall,
+        FunctionResult,
         HttpRequest,
         HttpResponse,
         ReadFile,
         RunCommand,
         Sleep,
     )
+    from .entra.assertion import ClientAssertionCredential
+    from .entra.authority import AzureAuthorityHosts
+    from .entra.certificate import CertificateCredential, ClientCertificateCredential
     from .entra.confidential import ClientSecretCredential
+    from .entra.environment import EnvironmentCredential
+    from .entra.federated import AzurePipelinesCredential, WorkloadIdentityCredential
+    from .entra.obo import OnBehalfOfCredential
+    from .entra.password import UsernamePasswordCredential
     from .errors import (
         AuthenticationRequiredError,
         AuthError,
@@ -43,6 +52,15 @@ if TYPE_CHECKING:
 
 _HOMES = {
     "ClientSecretCredential": "entra.confidential",
+    "CertificateCredential": "entra.certificate",
+    "ClientCertificateCredential": "entra.certificate",
+    "ClientAssertionCredential": "entra.assertion",
+    "WorkloadIdentityCredential": "entra.federated",
+    "AzurePipelinesCredential": "entra.federated",
+    "OnBehalfOfCredential": "entra.obo",
+    "EnvironmentCredential": "entra.environment",
+    "UsernamePasswordCredential": "entra.password",
+    "AzureAuthorityHosts": "entra.authority",
     "AccessToken": "tokens",
     "AccessTokenInfo": "tokens",
     "AzidError": "errors",
@@ -60,6 +78,8 @@ _HOMES = {
     "CommandResult": "effects",
     "ReadFile": "effects",
     "FileContent": "effects",
+    "FunctionCall": "effects",
+    "FunctionResult": "effects",
     "Sleep": "effects",
     "AwaitFlight": "effects",
     "run": "drive",
@@ -76,21 +96,32 @@ __all__ = [
     "AuthenticationRequiredError",
     "AwaitFlight",
     "AzidError",
+    "AzureAuthorityHosts",
+    "AzurePipelinesCredential",
+    "CertificateCredential",
+    "ClientAssertionCredential",
+    "ClientCertificateCredential",
     "ClientSecretCredential",
     "CommandResult",
     "ConfigError",
     "CredentialBase",
     "CredentialUnavailableError",
     "DeveloperToolError",
+    "EnvironmentCredential",
     "FileContent",
+    "FunctionCall",
+    "FunctionResult",
     "HttpRequest",
     "HttpResponse",
     "NotConfiguredError",
+    "OnBehalfOfCredential",
     "ProtocolError",
     "ReadFile",
     "RunCommand",
     "Sleep",
     "TransportError",
+    "UsernamePasswordCredential",
+    "WorkloadIdentityCredential",
     "arun",
     "run",
 ]
