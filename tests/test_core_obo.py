@@ -528,3 +528,8 @@ def test_the_emulator_refuses_unknown_or_foreign_refresh_tokens(emulator: EntraE
     assert post(emulator, {k: v for k, v in refresh.items() if k != "client_secret"})[1]["error_codes"] == [
         7000215
     ]
+
+
+def test_the_emulator_still_refuses_other_grants(emulator: EntraEmulator) -> None:
+    status, body = post(emulator, {"grant_type": "authorization_code", "client_id": CLIENT})
+    assert (status, body["error"], body["error_codes"]) == (400, "unsupported_grant_type", [70003])

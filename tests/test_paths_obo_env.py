@@ -3,7 +3,7 @@ emulator on loopback HTTPS (PROTOCOL.md §2, §2.5, §3.3)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import pytest
@@ -16,6 +16,7 @@ from tests.conftest import CLIENT, SECRET, TENANT, FakeClock
 
 if TYPE_CHECKING:
     import pathlib
+    from collections.abc import Callable
 
     from azid_core.effects import HttpRequest
     from azid_core.testing import EntraEmulator
@@ -121,4 +122,34 @@ def test_environment_without_a_group_is_unavailable(path: Path, clock: FakeClock
             CredentialUnavailableError, match=r"set: AZURE_CLIENT_ID; missing: AZURE_TENANT_ID"
         ):
             path.get_token(cred, VAULT)
+    path.close(cred)
+
+
+def test_obo_with_an_assertion_function(
+    path: Path, server: LoopbackServer, emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    """A plain function on the sync paths, an `async def` on the async ones; called on every request."""
+    issuer, subject = "https://issuer.example", "system:serviceaccount:ns:api"
+    emulator.apps[(TENANT, CLIENT)].federated.append((issuer, subject))
+    calls: list[int] = []
+
+    def make() -> str:
+        calls.append(1)
+        return emulator.federated_token(issuer, subject)
+
+    async def async_make() -> str:
+        return make()
+
+    func: Callable[[], Any] = async_make if path.is_async else make
+    assertion = emulator.user_token(TENANT, CLIENT, upn="cy@contoso.com", oid="oid-cy")
+    core = OnBehalfOfCredential(
+        TENANT, CLIENT, user_assertion=assertion, client_assertion_func=func, authority=server.url, env={}
+    )
+    cred = path.credential(core, clock)
+    assert emulator.decode(path.get_token(cred, GRAPH).token)["upn"] == "cy@contoso.com"
+    assert (
+        emulator.decode(path.get_token(cred, VAULT).token)["upn"] == "cy@contoso.com"
+    )  # via the refresh token
+    assert len(calls) == 2
+    assert [grant(r) for r in emulator.requests] == [OBO, "refresh_token"]
     path.close(cred)
