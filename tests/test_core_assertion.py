@@ -73,6 +73,9 @@ def test_the_function_is_called_through_the_adapter_and_the_form_is_in_wire_orde
     assert call_effect.function is get_assertion
     assert call_effect.purpose == "assertion"
     assert repr(call_effect) == "FunctionCall(assertion)"
+    # Replies never show what user code returned: it is an assertion.
+    assert repr(FunctionResult(ASSERTION)) == "FunctionResult(returned)"
+    assert repr(FunctionResult(error=ValueError(ASSERTION))) == "FunctionResult(raised ValueError)"
     assert isinstance(request, HttpRequest)
     assert request.url == f"https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/token"
     assert parse_qsl(request.body.decode()) == [

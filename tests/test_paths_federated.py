@@ -88,6 +88,21 @@ def test_client_assertion_from_the_users_function(
     path.close(cred)
 
 
+def test_a_plain_function_serves_every_path(
+    path: Path, server: LoopbackServer, federated: EntraEmulator, clock: FakeClock
+) -> None:
+    # azure-identity's async credentials take a plain function too: the async frontends call it and
+    # await the result only when it is awaitable.
+    cred = path.credential(
+        ClientAssertionCredential(
+            TENANT, CLIENT, lambda: federated.federated_token(ISSUER, SUBJECT), authority=server.url, env={}
+        ),
+        clock,
+    )
+    assert federated.decode(path.get_token(cred, VAULT).token)["appid"] == CLIENT
+    path.close(cred)
+
+
 def test_a_raising_function_is_a_typed_error_with_its_cause(
     path: Path, server: LoopbackServer, federated: EntraEmulator, clock: FakeClock
 ) -> None:
