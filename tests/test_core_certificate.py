@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from azid_core.acquire import TokenCall
 from azid_core.drive import run
 from azid_core.effects import FileContent, HttpRequest, HttpResponse, ReadFile
+from azid_core.entra.assertion import JWT_BEARER
 from azid_core.entra.certificate import (
-    JWT_BEARER,
     CertificateCredential,
     ClientCertificate,
     ClientCertificateCredential,
@@ -466,14 +466,14 @@ def test_a_wrong_reply_to_read_file_is_an_adapter_bug() -> None:
 
 def test_certificate_data_is_parsed_at_the_first_request_once() -> None:
     cred = credential(certificate_data=bytearray(certs.leaf().pfx(PASSWORD.encode())), password=PASSWORD)
-    assert cred._certificate is None
+    assert cred._signer.certificate is None
     io = ScriptedIO(token_reply(), token_reply())
     fetch(cred, io)
-    parsed = cred._certificate
+    parsed = cred._signer.certificate
     assert parsed is not None
     assert parsed.leaf_der == certs.leaf().der
     fetch(cred, io)
-    assert cred._certificate is parsed
+    assert cred._signer.certificate is parsed
     assert [type(e) for e in io.seen] == [HttpRequest, HttpRequest]
     with pytest.raises(
         ConfigError, match=r"^CertificateCredential: certificate_data is invalid: .*no password"
@@ -485,13 +485,14 @@ def test_pickling_keeps_configuration_and_drops_the_parsed_certificate() -> None
     cred = credential(certificate_path="/c.pem", password=PASSWORD, send_certificate_chain=True)
     io = ScriptedIO(file(certs.leaf().pem(PASSWORD.encode())), token_reply())
     fetch(cred, io)
-    assert cred._certificate is not None
+    assert cred._signer.certificate is not None
     back = pickle.loads(pickle.dumps(cred))
     assert type(back) is CertificateCredential
-    assert back._certificate is None
+    assert back._signer.certificate is None
     assert len(back.token_cache) == 0
-    state = {k: v for k, v in vars(cred).items() if k not in ("_cache", "_certificate")}
-    assert {k: v for k, v in vars(back).items() if k not in ("_cache", "_certificate")} == state
+    state = {k: v for k, v in vars(cred).items() if k not in ("_cache", "_signer")}
+    assert {k: v for k, v in vars(back).items() if k not in ("_cache", "_signer")} == state
+    assert {**vars(back._signer), "certificate": None} == {**vars(cred._signer), "certificate": None}
     # The copy reads the file again at its first request.
     io = ScriptedIO(file(certs.leaf().pem(PASSWORD.encode())), token_reply())
     fetch(back, io)

@@ -123,8 +123,8 @@ def test_the_chain_flag_is_on_only_for_1_or_true(value: str | None, chain: bool)
         env["AZURE_CLIENT_SEND_CERTIFICATE_CHAIN"] = value
     cred = EnvironmentCredential(env=env)
     assert isinstance(cred._inner, CertificateCredential)
-    assert cred._inner._send_chain is chain
-    assert cred._inner._password is None  # no password variable: none
+    assert cred._inner._signer._send_chain is chain
+    assert cred._inner._signer._password is None  # no password variable: none
 
 
 def test_the_username_password_group_warns_and_defaults_to_organizations() -> None:

@@ -258,11 +258,12 @@ def test_a_certificate_signs_a_new_assertion_per_request_and_is_parsed_once() ->
     cred = make(client_certificate=pair.pem(b"pw"), password="pw", user_assertion=assertion)
     token_call = call()
     first = run(cred.fetch_flow(token_call, cred.cache_key(token_call), NOW), emulator)  # type: ignore[arg-type]
-    parsed = cred._certificate
+    assert cred._signer is not None
+    parsed = cred._signer.certificate
     assert parsed is not None
     now[0] += 1
     second = run(cred.fetch_flow(token_call, cred.cache_key(token_call), now[0]), emulator)  # type: ignore[arg-type]
-    assert cred._certificate is parsed
+    assert cred._signer.certificate is parsed
     assert emulator.decode(first.token)["upn"] == emulator.decode(second.token)["upn"] == "ada@contoso.com"
     sent = [dict(fields(r)) for r in emulator.requests]
     assert [f["grant_type"] for f in sent] == [OBO, "refresh_token"]
@@ -406,9 +407,11 @@ def test_pickles_without_refresh_tokens_cache_or_certificate() -> None:
     token_call = call()
     run(cred.fetch_flow(token_call, cred.cache_key(token_call), NOW), emulator)  # type: ignore[arg-type]
     assert cred._refresh_tokens
-    assert cred._certificate is not None
+    assert cred._signer is not None
+    assert cred._signer.certificate is not None
     copy = pickle.loads(pickle.dumps(cred))
-    assert (copy._refresh_tokens, copy._certificate, len(copy.token_cache)) == ({}, None, 0)
+    assert copy._signer is not None
+    assert (copy._refresh_tokens, copy._signer.certificate, len(copy.token_cache)) == ({}, None, 0)
     assert copy.cache_key(token_call) == cred.cache_key(token_call)
 
 

@@ -10,7 +10,8 @@ from urllib.parse import parse_qsl, urlencode
 import jwt
 import pytest
 
-from azid_core.entra.certificate import JWT_BEARER, CertificateCredential
+from azid_core.entra.assertion import JWT_BEARER
+from azid_core.entra.certificate import CertificateCredential
 from azid_core.errors import AuthError, ConfigError
 from azid_core.testing import EntraEmulator
 from tests import certs

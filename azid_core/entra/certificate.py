@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from ..effects import FileContent, ReadFile
 from ..errors import AzidError, ConfigError, TransportError
 from ..wire import new_request_id
+from .assertion import JWT_BEARER
 from .confidential import EntraCredential, EntraForm
 
 if TYPE_CHECKING:
@@ -24,15 +25,14 @@ if TYPE_CHECKING:
     from ..effects import Flow
 
 __all__ = [
-    "JWT_BEARER",
     "CertificateCredential",
+    "CertificateSigner",
     "ClientCertificate",
     "ClientCertificateCredential",
     "certificate_assertion",
     "load_client_certificate",
 ]
 
-JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_CERTIFICATE_BYTES = 1 << 20  # §2.2: a certificate file is read with a 1 MiB limit
 ASSERTION_LIFETIME = 600  # §2.2, §10 item 20: one lifetime, sync or async
 ALGORITHMS = ("PS256", "RS256")
@@ -207,6 +207,87 @@ def certificate_assertion(
     return jwt.encode(payload, cert.private_key, algorithm=algorithm, headers=headers)
 
 
+class CertificateSigner:
+    """A client certificate (a file or bytes) and the assertions it signs (§2.2).
+
+    The certificate is read and parsed at the first assertion, then remembered; it is transient
+    (§7.4): its key cannot be pickled, so a pickled signer parses again. Shared by every grant that
+    authenticates its client with a certificate.
+    """
+
+    certificate: ClientCertificate | None
+
+    def __init__(
+        self,
+        *,
+        path: str | None,
+        data: bytes | None,
+        password: str | bytes | None,
+        owner: str,
+        name: str,
+        algorithm: str = "PS256",
+        send_chain: bool = False,
+    ) -> None:
+        self._path = path
+        self._data = data
+        self._password = password
+        self._owner = owner
+        self._name = name
+        self._algorithm = algorithm
+        self._send_chain = send_chain
+        self.certificate = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "certificate": None}
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The password, to mask wherever text is shown (§0.7)."""
+        password = self._password
+        if isinstance(password, bytes):
+            password = password.decode("utf-8", "replace")
+        return (password,) if password else ()
+
+    def assertion(
+        self, *, client_id: str, audience: str, adfs: bool, now: float, entropy: Callable[[int], bytes]
+    ) -> Flow[str]:
+        """A new client assertion for `audience`, the token URL it is posted to.
+
+        Yields:  ReadFile, the first time, for a path.
+        Raises:  ConfigError for a missing, unreadable, over-size or invalid certificate: the one
+                 ConfigError that may follow an effect.
+        """
+        certificate = self.certificate
+        if certificate is None:
+            certificate = self.certificate = yield from self._load()
+        return certificate_assertion(
+            certificate,
+            client_id=client_id,
+            audience=audience,
+            now=now,
+            entropy=entropy,
+            algorithm="RS256" if adfs else self._algorithm,  # ADFS takes only RS256 with `x5t` (§2.2)
+            send_chain=self._send_chain,
+        )
+
+    def _load(self) -> Flow[ClientCertificate]:
+        owner, path = self._owner, self._path
+        if path is None:
+            assert self._data is not None  # the credential requires one of the two
+            return load_client_certificate(self._data, self._password, owner=owner, name=self._name)
+        try:
+            reply = yield ReadFile(path, max_bytes=MAX_CERTIFICATE_BYTES)
+        except TransportError as exc:  # file_not_found or file_error, with the path in its detail
+            raise ConfigError(f"{owner}: {self._name} is invalid: {exc.detail}") from exc
+        if not isinstance(reply, FileContent) or reply.data is None:
+            raise AzidError(
+                f"the adapter answered ReadFile with {type(reply).__name__}, not a file's content"
+            )
+        if len(reply.data) > MAX_CERTIFICATE_BYTES:
+            raise ConfigError(f"{owner}: {self._name} is invalid: {path} is larger than 1 MiB")
+        return load_client_certificate(reply.data, self._password, owner=owner, name=self._name)
+
+
 class _PathLike(Protocol):
     def __fspath__(self) -> str: ...
 
@@ -223,7 +304,6 @@ class CertificateCredential(EntraCredential):
     # §7.1 keys certificates by `x5t#S256` too; it is unknown until the file is read, and every
     # credential object owns its cache, so the key stays `cert:{authority}:{client_id}`.
     _identity_prefix = "cert"
-    _certificate: ClientCertificate | None
 
     def __init__(
         self,
@@ -272,28 +352,25 @@ class CertificateCredential(EntraCredential):
             raise ConfigError(f"{owner}: password is invalid: a str or bytes is required")
         if assertion_algorithm not in ALGORITHMS:
             raise ConfigError(f"{owner}: assertion_algorithm is invalid: PS256 or RS256 is required")
-        self._certificate_path = path if isinstance(path, str) else None
-        self._certificate_data = certificate_data
-        self._password = password
-        self._send_chain = bool(send_certificate_chain)
-        self._algorithm = assertion_algorithm
+        self._signer = CertificateSigner(
+            path=path if isinstance(path, str) else None,
+            data=certificate_data,
+            password=password,
+            owner=owner,
+            name="certificate_data" if certificate_data is not None else "certificate_path",
+            algorithm=assertion_algorithm,
+            send_chain=bool(send_certificate_chain),
+        )
 
     def _form(self, scope: str, claims: str | None, url: str, now: float) -> Flow[EntraForm]:
-        certificate = self._certificate
-        if certificate is None:
-            certificate = yield from self._load()
-            self._certificate = certificate
-        # ADFS takes only RS256 with `x5t` (§2.2). `url` is the discovered ADFS endpoint exactly when
-        # the resolved tenant is `adfs` (`_token_endpoint`), which `_form` is not told directly.
-        algorithm = "RS256" if url == self._adfs_endpoint else self._algorithm
-        assertion = certificate_assertion(
-            certificate,
+        # `url` is the discovered ADFS endpoint exactly when the resolved tenant is `adfs`
+        # (`_token_endpoint`), which `_form` is not told directly.
+        assertion = yield from self._signer.assertion(
             client_id=self._client_id,
             audience=url,
+            adfs=url == self._adfs_endpoint,
             now=now,
             entropy=self.entropy,
-            algorithm=algorithm,
-            send_chain=self._send_chain,
         )
         fields = [
             ("client_id", self._client_id),
@@ -305,46 +382,7 @@ class CertificateCredential(EntraCredential):
         ]
         if claims:
             fields.append(("claims", claims))
-        return EntraForm(fields, (assertion, *self._password_secrets()))
-
-    def _password_secrets(self) -> tuple[str, ...]:
-        password = self._password
-        if isinstance(password, bytes):
-            password = password.decode("utf-8", "replace")
-        return (password,) if password else ()
-
-    def _load(self) -> Flow[ClientCertificate]:
-        """The certificate from `certificate_data`, or read from `certificate_path` (§2.2).
-
-        Yields:  ReadFile, for a path.
-        Raises:  ConfigError for a missing, unreadable, over-size or invalid file: the one
-                 ConfigError that may follow an effect.
-        """
-        owner = type(self).__name__
-        path = self._certificate_path
-        if path is None:
-            data = self._certificate_data
-            assert data is not None  # the constructor requires one of the two
-            return load_client_certificate(data, self._password, owner=owner, name="certificate_data")
-        try:
-            reply = yield ReadFile(path, max_bytes=MAX_CERTIFICATE_BYTES)
-        except TransportError as exc:  # file_not_found or file_error, with the path in its detail
-            raise ConfigError(f"{owner}: certificate_path is invalid: {exc.detail}") from exc
-        if not isinstance(reply, FileContent) or reply.data is None:
-            raise AzidError(
-                f"the adapter answered ReadFile with {type(reply).__name__}, not a file's content"
-            )
-        if len(reply.data) > MAX_CERTIFICATE_BYTES:
-            raise ConfigError(f"{owner}: certificate_path is invalid: {path} is larger than 1 MiB")
-        return load_client_certificate(reply.data, self._password, owner=owner, name="certificate_path")
-
-    # -- pickling: the parsed certificate (its key cannot be pickled) is rebuilt lazily (§7.4) --
-
-    _transient = (*EntraCredential._transient, "_certificate")
-
-    def _reset_transient(self) -> None:
-        super()._reset_transient()
-        self._certificate = None
+        return EntraForm(fields, (assertion, *self._signer.secrets))
 
 
 #: The Rust `azure_identity` crate's name for the same credential.

@@ -25,18 +25,18 @@ if TYPE_CHECKING:
     from ..effects import Flow
     from ..tokens import AccessTokenInfo
 
-__all__ = ["ClientSecretCredential", "EntraCredential", "EntraForm"]
+__all__ = ["ClientSecretCredential", "EntraCredential", "EntraForm", "check_id", "host_environ"]
 
 DEFAULT_REQUEST_TIMEOUT = 30.0  # §0.5: the attempt deadline
 
 
-def _host_environ() -> Mapping[str, str]:
+def host_environ() -> Mapping[str, str]:
     from .. import blocking
 
     return blocking.environ()
 
 
-def _check_id(value: object, name: str, owner: str) -> str:
+def check_id(value: object, name: str, owner: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{owner}: {name} is invalid: a non-empty string is required")
     return value
@@ -70,9 +70,9 @@ class EntraCredential(ABC):
         entropy: Callable[[int], bytes] | None = None,
     ) -> None:
         owner = type(self).__name__
-        environment = _host_environ() if env is None else env
+        environment = host_environ() if env is None else env
         self._tenant_id = check_tenant_id(tenant_id, owner=owner)
-        self._client_id = _check_id(client_id, "client_id", owner)
+        self._client_id = check_id(client_id, "client_id", owner)
         self._authority = normalize_authority(authority, environment, owner=owner)
         if isinstance(additionally_allowed_tenants, str):
             raise ConfigError(

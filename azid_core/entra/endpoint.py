@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EntraRequest",
     "TokenReply",
+    "json_object",
     "parse_error_reply",
     "parse_token_reply",
     "token_reply_flow",
@@ -83,7 +84,7 @@ def token_reply_flow(
     Yields, Raises: as `token_request_flow`.
     """
     response, now, request_id = yield from _post_flow(request, now=now, entropy=entropy)
-    body = _json_object(response.body)
+    body = json_object(response.body)
     info = parse_token_reply(
         response, owner=request.owner, now=now, secrets=request.secrets, request_id=request_id, body=body
     )
@@ -125,7 +126,7 @@ def _post_flow(
     return response, now, request_id
 
 
-def _json_object(body: bytes) -> dict[str, Any] | None:
+def json_object(body: bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(body)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
@@ -147,7 +148,7 @@ def parse_token_reply(
     body: dict[str, Any] | None = None,
 ) -> AccessTokenInfo:
     """Read Entra's reply to a token request (§1.5, §1.6); `body`: the reply already parsed."""
-    body = body if body is not None else _json_object(response.body)
+    body = body if body is not None else json_object(response.body)
     if not 200 <= response.status < 300 or (body is not None and "error" in body):
         raise parse_error_reply(response, owner=owner, secrets=secrets, request_id=request_id, body=body)
     if body is None:
@@ -212,7 +213,7 @@ def parse_error_reply(
     body: dict[str, Any] | None = None,
 ) -> AuthError:
     """The AuthError for an Entra error reply (§1.5): its fields, and a message built from them."""
-    body = body if body is not None else _json_object(response.body)
+    body = body if body is not None else json_object(response.body)
     fields: dict[str, Any] = {}
     if body is None:
         shown = excerpt(response.body, secrets)

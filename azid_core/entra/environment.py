@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypedDict
 from ..cache import TokenCache
 from ..errors import ConfigError, CredentialUnavailableError
 from .certificate import CertificateCredential
-from .confidential import ClientSecretCredential, EntraCredential, _host_environ
+from .confidential import ClientSecretCredential, EntraCredential, host_environ
 from .password import UsernamePasswordCredential
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class EnvironmentCredential:
         disable_instance_discovery: bool = False,
         entropy: Callable[[int], bytes] | None = None,
     ) -> None:
-        environment = _host_environ() if env is None else env
+        environment = host_environ() if env is None else env
         # §2.5 and §10 item 18: a variable counts only when non-empty.
         values = {name: environment.get(name) or "" for name in (*NAMES, CERTIFICATE_PASSWORD, SEND_CHAIN)}
         self._set = tuple(name for name in NAMES if values[name])

@@ -28,8 +28,8 @@ from ..options import merge_claims
 from ..redact import excerpt, mask
 from ..wire import SERVICE_POLICY, new_request_id, send_with_retry
 from .assertion import assertion_form
-from .confidential import EntraCredential, EntraForm, _check_id, _host_environ
-from .endpoint import CONNECT_TIMEOUT, EntraRequest, _json_object, token_request_flow
+from .confidential import EntraCredential, EntraForm, check_id, host_environ
+from .endpoint import CONNECT_TIMEOUT, EntraRequest, json_object, token_request_flow
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -156,7 +156,7 @@ class WorkloadIdentityCredential(EntraCredential):
         entropy: Callable[[int], bytes] | None = None,
     ) -> None:
         owner = type(self).__name__
-        environment = _host_environ() if env is None else env
+        environment = host_environ() if env is None else env
         # Options win over the environment (§2.3); one error lists everything missing.
         chosen = {
             name: value if value else environment.get(variable, "")
@@ -187,7 +187,7 @@ class WorkloadIdentityCredential(EntraCredential):
             env=environment,
             entropy=entropy,
         )
-        self._token_file = _check_id(chosen["token_file_path"], "token_file_path", owner)
+        self._token_file = check_id(chosen["token_file_path"], "token_file_path", owner)
         self._proxy = _proxy_settings(environment, owner) if enable_azure_proxy else None
 
     _transient = (*EntraCredential._transient, "_token_copy", "_ca_copy")
@@ -315,7 +315,7 @@ class AzurePipelinesCredential(EntraCredential):
         entropy: Callable[[int], bytes] | None = None,
     ) -> None:
         owner = type(self).__name__
-        environment = _host_environ() if env is None else env
+        environment = host_environ() if env is None else env
         super().__init__(
             tenant_id,
             client_id,
@@ -326,8 +326,8 @@ class AzurePipelinesCredential(EntraCredential):
             env=environment,
             entropy=entropy,
         )
-        self._connection_id = _check_id(service_connection_id, "service_connection_id", owner)
-        token = _check_id(system_access_token, "system_access_token", owner)
+        self._connection_id = check_id(service_connection_id, "service_connection_id", owner)
+        token = check_id(system_access_token, "system_access_token", owner)
         if not _PRINTABLE_ASCII.fullmatch(token):
             # A header value, checked when taken and never shown (§0.4).
             raise ConfigError(f"{owner}: system_access_token is invalid: only printable ASCII is allowed")
@@ -385,7 +385,7 @@ class AzurePipelinesCredential(EntraCredential):
             ) from exc
         if response.status != 200:
             raise _oidc_refusal(response, owner=owner, secrets=secrets, request_id=request_id)
-        body = _json_object(response.body)
+        body = json_object(response.body)
         if body is None:
             shown = excerpt(response.body, secrets) or "empty"
             raise protocol_error(owner, OIDC_SERVICE, "body", f"not a JSON object: {shown}")

@@ -14,6 +14,7 @@ from ..errors import AuthError, ConfigError
 from ..logs import debug
 from ..options import merge_claims
 from .assertion import JWT_BEARER, assertion_from
+from .certificate import CertificateSigner
 from .confidential import EntraCredential, EntraForm
 from .endpoint import EntraRequest, token_reply_flow
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from ..cache import CacheKey
     from ..effects import Flow
     from ..tokens import AccessTokenInfo
-    from .certificate import ClientCertificate
 
 __all__ = ["OnBehalfOfCredential"]
 
@@ -45,7 +45,6 @@ class OnBehalfOfCredential(EntraCredential):
     """
 
     _refresh_tokens: dict[tuple[str, str], str]
-    _certificate: ClientCertificate | None
 
     def __init__(
         self,
@@ -110,7 +109,17 @@ class OnBehalfOfCredential(EntraCredential):
         # §7.1: the cache identity carries a digest, so no key or log line ever holds the assertion.
         self._assertion_digest = hashlib.sha256(user_assertion.encode("utf-8", "surrogatepass")).hexdigest()
         self._client_secret = client_secret
-        self._client_certificate = bytes(client_certificate) if client_certificate is not None else None
+        self._signer = (
+            None
+            if client_certificate is None
+            else CertificateSigner(
+                path=None,
+                data=bytes(client_certificate),
+                password=password,
+                owner=_OWNER,
+                name="client_certificate",
+            )
+        )
         self._password = password
         self._client_assertion_func = client_assertion_func
         self._client_auth_kind = given[0]
@@ -126,14 +135,13 @@ class OnBehalfOfCredential(EntraCredential):
         shown = password.decode("utf-8", "replace") if isinstance(password, bytes) else password
         return tuple(s for s in (self._user_assertion, self._client_secret, shown) if s)
 
-    # -- transient state (§7.4): refresh tokens and the parsed certificate --
+    # -- transient state (§7.4): refresh tokens (the signer drops its parsed certificate itself) --
 
-    _transient = (*EntraCredential._transient, "_refresh_tokens", "_certificate")
+    _transient = (*EntraCredential._transient, "_refresh_tokens")
 
     def _reset_transient(self) -> None:
         super()._reset_transient()
         self._refresh_tokens = {}
-        self._certificate = None
 
     # -- the grant --
 
@@ -207,28 +215,16 @@ class OnBehalfOfCredential(EntraCredential):
                 option="client_assertion_func",
             )
         else:
-            assertion = self._certificate_assertion(url, now)
+            assert self._signer is not None  # the only client authentication left
+            assertion = yield from self._signer.assertion(
+                client_id=self._client_id,
+                audience=url,
+                adfs=url == self._adfs_endpoint,  # the discovered endpoint exactly for tenant adfs
+                now=now,
+                entropy=self.entropy,
+            )
         return EntraForm(
             [("client_assertion_type", JWT_BEARER), ("client_assertion", assertion)], (assertion,)
-        )
-
-    def _certificate_assertion(self, url: str, now: float) -> str:
-        from .certificate import certificate_assertion, load_client_certificate
-
-        if self._certificate is None:  # parsed once, at the first token request (§2.2, §7.4)
-            assert self._client_certificate is not None  # the only client auth left
-            self._certificate = load_client_certificate(
-                self._client_certificate, self._password, owner=_OWNER, name="client_certificate"
-            )
-        # ADFS takes only RS256 with `x5t` (§2.2); `url` is the discovered endpoint exactly for tenant adfs.
-        algorithm = "RS256" if url == self._adfs_endpoint else "PS256"
-        return certificate_assertion(
-            self._certificate,
-            client_id=self._client_id,
-            audience=url,
-            now=now,
-            entropy=self.entropy,
-            algorithm=algorithm,
         )
 
     def _post(self, url: str, form: EntraForm, slot: tuple[str, str], now: float) -> Flow[AccessTokenInfo]:
