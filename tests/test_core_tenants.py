@@ -10,11 +10,20 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from azid_core import (
+    AzurePipelinesCredential,
+    CertificateCredential,
+    ClientAssertionCredential,
+    ClientSecretCredential,
+    EnvironmentCredential,
+    OnBehalfOfCredential,
+    WorkloadIdentityCredential,
+)
 from azid_core.acquire import TokenCall
 from azid_core.drive import run
 from azid_core.effects import FileContent, FunctionCall, FunctionResult, HttpRequest, HttpResponse, ReadFile
-from azid_core.entra.confidential import ClientSecretCredential
 from azid_core.errors import ConfigError
+from tests import certs
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -34,7 +43,74 @@ def secret(tenant: str, allowed: tuple[str, ...], env: Mapping[str, str]) -> Tok
     )
 
 
-FACTORIES: dict[str, Any] = {"secret": secret}
+def certificate(tenant: str, allowed: tuple[str, ...], env: Mapping[str, str]) -> TokenSource:
+    return CertificateCredential(
+        tenant,
+        "app",
+        certificate_data=certs.leaf().pem(),
+        authority=AUTHORITY,
+        additionally_allowed_tenants=allowed,
+        env=env,
+    )
+
+
+def assertion(tenant: str, allowed: tuple[str, ...], env: Mapping[str, str]) -> TokenSource:
+    return ClientAssertionCredential(
+        tenant, "app", lambda: "unused", authority=AUTHORITY, additionally_allowed_tenants=allowed, env=env
+    )
+
+
+def workload(tenant: str, allowed: tuple[str, ...], env: Mapping[str, str]) -> TokenSource:
+    return WorkloadIdentityCredential(
+        tenant_id=tenant,
+        client_id="app",
+        token_file_path="/var/run/secrets/token",
+        authority=AUTHORITY,
+        additionally_allowed_tenants=allowed,
+        env=env,
+    )
+
+
+def pipelines(tenant: str, allowed: tuple[str, ...], env: Mapping[str, str]) -> TokenSource:
+    return AzurePipelinesCredential(
+        tenant_id=tenant,
+        client_id="app",
+        service_connection_id="connection",
+        system_access_token="system-token",
+        authority=AUTHORITY,
+        additionally_allowed_tenants=allowed,
+        env={**env, "SYSTEM_OIDCREQUESTURI": OIDC},
+    )
+
+
+def obo(tenant: str, allowed: tuple[str, ...], env: Mapping[str, str]) -> TokenSource:
+    return OnBehalfOfCredential(
+        tenant,
+        "app",
+        user_assertion="user.assertion.value",
+        client_secret="secret-value",
+        authority=AUTHORITY,
+        additionally_allowed_tenants=allowed,
+        env=env,
+    )
+
+
+def environment(tenant: str, allowed: tuple[str, ...], env: Mapping[str, str]) -> TokenSource:
+    variables = {"AZURE_TENANT_ID": tenant, "AZURE_CLIENT_ID": "app", "AZURE_CLIENT_SECRET": "secret-value"}
+    return EnvironmentCredential(
+        env={**env, **variables}, authority=AUTHORITY, additionally_allowed_tenants=allowed
+    )
+
+
+FACTORIES: dict[str, Any] = {
+    "secret": secret,
+    "certificate": certificate,
+    "assertion": assertion,
+    "workload": workload,
+    "pipelines": pipelines,
+    "obo": obo,
+    "environment": environment,
+}
 
 
 class Service:
