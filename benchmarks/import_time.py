@@ -154,10 +154,11 @@ def report(rows: list[Row], runs: int) -> str:
     lines.append(table(header, table_rows))
     lines += [
         "",
-        f"azure-identity / azid: 'import azid_core' is compared with '{AZ_MODULE}', the certificate row",
-        f"with '{AZ_CERT}', every other azid row with '{AZ_CLASS}' (time over bare python,",
-        "both sides). Certificate rows construct from a PEM file: azure-identity parses it there, azid at",
-        "the first token request.",
+        f"azure-identity / azid: 'import azid_core' is compared with '{AZ_MODULE}',",
+        f"the certificate row with '{AZ_CERT}',",
+        f"every other azid row with '{AZ_CLASS}' (time over bare python, both sides).",
+        "Certificate rows construct from a PEM file: azure-identity parses it there, azid at the first",
+        "token request.",
     ]
     skipped = [f"  {row.label}: skipped: {row.skip}" for row in rows if row.skip]
     if skipped:
