@@ -16,10 +16,20 @@ from .redact import mask
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["AccessToken", "AccessTokenInfo", "parse_expiry", "parse_lifetime", "refresh_time"]
+__all__ = [
+    "AccessToken",
+    "AccessTokenInfo",
+    "json_object",
+    "parse_expiry",
+    "parse_lifetime",
+    "refresh_time",
+    "token_from_json",
+]
 
 MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z: later values are garbage, not far-future tokens
 HALF_LIFE_THRESHOLD = 7200  # tokens living 2 h or more refresh at half-life (§7.2)
+MAX_TOKEN_LENGTH = 65536
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 
 
 class AccessToken(NamedTuple):
@@ -184,3 +194,66 @@ def parse_lifetime(value: Any, *, field: str, source: str, owner: str, secrets: 
     if abs(seconds) > MAX_EPOCH:
         raise protocol_error(owner, source, field, f"{_shown(seconds, secrets)} seconds is beyond year 9999")
     return seconds
+
+
+def json_object(body: bytes) -> dict[str, Any] | None:
+    """`body` as a JSON object, or None when it is not one."""
+    import json
+
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def token_from_json(
+    body: dict[str, Any],
+    *,
+    owner: str,
+    source: str,
+    now: float,
+    secrets: tuple[str, ...] = (),
+    expiry_order: tuple[str, str] = ("expires_in", "expires_on"),
+    producer: str | None = None,
+) -> AccessTokenInfo:
+    """The token in a service's JSON reply (§1.6, §4.2): `access_token` of 1 to 65536 printable
+    ASCII characters; the expiry from the first of `expiry_order` present (a bad value there is an
+    error, not a reason to read the other); optional `refresh_in` and `token_type` (default Bearer).
+    `producer` names the token's `source` (default: `owner`).
+
+    Raises:  ProtocolError(source, field) for anything else.
+    """
+    token = body.get("access_token")
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not _TOKEN_CHARS.fullmatch(token):
+        problem = "missing" if token is None else "not 1 to 65536 printable ASCII characters"
+        raise protocol_error(owner, source, "access_token", problem)
+    field = next((name for name in expiry_order if name in body), None)
+    if field == "expires_in":
+        lifetime = parse_lifetime(body[field], field=field, source=source, owner=owner, secrets=secrets)
+        if lifetime <= 0:
+            raise protocol_error(owner, source, field, f"{lifetime} is not positive")
+        # int(now): Python ints cannot overflow, a float sum with a 400-digit lifetime would.
+        expires_on = parse_expiry(
+            int(now) + lifetime, field=field, source=source, owner=owner, now=now, secrets=secrets
+        )
+    elif field == "expires_on":
+        expires_on = parse_expiry(
+            body[field], field=field, source=source, owner=owner, now=now, secrets=secrets
+        )
+    else:
+        first, second = expiry_order
+        raise protocol_error(owner, source, first, f"missing (and no {second})")
+    refresh_in = None
+    if "refresh_in" in body:
+        refresh_in = parse_lifetime(
+            body["refresh_in"], field="refresh_in", source=source, owner=owner, secrets=secrets
+        )
+    token_type = body.get("token_type")
+    return AccessTokenInfo(
+        token,
+        expires_on,
+        token_type=token_type if isinstance(token_type, str) and token_type else "Bearer",
+        refresh_on=refresh_time(now, expires_on, refresh_in),
+        source=producer or owner,
+    )

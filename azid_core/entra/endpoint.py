@@ -7,14 +7,13 @@ either a token (`parse_token_reply`) or an `AuthError` (`parse_error_reply`), ne
 
 from __future__ import annotations
 
-import json
 import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..effects import HttpRequest
 from ..errors import AuthError, CredentialUnavailableError, TransportError, protocol_error
 from ..redact import excerpt, mask
-from ..tokens import AccessTokenInfo, parse_expiry, parse_lifetime, refresh_time
+from ..tokens import AccessTokenInfo, json_object, token_from_json
 from ..wire import ENTRA_POLICY, form_body, new_request_id, send_with_retry
 
 if TYPE_CHECKING:
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
 __all__ = [
     "EntraRequest",
     "TokenReply",
-    "json_object",
     "parse_error_reply",
     "parse_token_reply",
     "token_reply_flow",
@@ -34,8 +32,6 @@ __all__ = [
 
 SERVICE = "Microsoft Entra ID"
 CONNECT_TIMEOUT = 10.0  # §0.5: connect deadline for Entra
-MAX_TOKEN_LENGTH = 65536
-_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 _AADSTS = re.compile(r"AADSTS([0-9]{1,10})(?![0-9])")
 
 
@@ -126,14 +122,6 @@ def _post_flow(
     return response, now, request_id
 
 
-def json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(body)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -154,39 +142,7 @@ def parse_token_reply(
     if body is None:
         shown = excerpt(response.body, secrets) or "empty"
         raise protocol_error(owner, SERVICE, "body", f"not a JSON object: {shown}")
-    token = body.get("access_token")
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not _TOKEN_CHARS.fullmatch(token):
-        problem = "missing" if token is None else "not 1 to 65536 printable ASCII characters"
-        raise protocol_error(owner, SERVICE, "access_token", problem)
-    if "expires_in" in body:
-        lifetime = parse_lifetime(
-            body["expires_in"], field="expires_in", source=SERVICE, owner=owner, secrets=secrets
-        )
-        if lifetime <= 0:
-            raise protocol_error(owner, SERVICE, "expires_in", f"{lifetime} is not positive")
-        # int(now): Python ints cannot overflow, a float sum with a 400-digit lifetime would.
-        expires_on = parse_expiry(
-            int(now) + lifetime, field="expires_in", source=SERVICE, owner=owner, now=now, secrets=secrets
-        )
-    elif "expires_on" in body:
-        expires_on = parse_expiry(
-            body["expires_on"], field="expires_on", source=SERVICE, owner=owner, now=now, secrets=secrets
-        )
-    else:
-        raise protocol_error(owner, SERVICE, "expires_in", "missing (and no expires_on)")
-    refresh_in = None
-    if "refresh_in" in body:
-        refresh_in = parse_lifetime(
-            body["refresh_in"], field="refresh_in", source=SERVICE, owner=owner, secrets=secrets
-        )
-    token_type = _text(body.get("token_type")) or "Bearer"
-    return AccessTokenInfo(
-        token,
-        expires_on,
-        token_type=token_type,
-        refresh_on=refresh_time(now, expires_on, refresh_in),
-        source=owner,
-    )
+    return token_from_json(body, owner=owner, source=SERVICE, now=now, secrets=secrets)
 
 
 def _error_codes(body: dict[str, Any], description: str | None) -> tuple[int, ...]:

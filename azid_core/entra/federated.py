@@ -26,10 +26,11 @@ from ..errors import (
 from ..logs import debug
 from ..options import merge_claims
 from ..redact import excerpt, mask
+from ..tokens import json_object
 from ..wire import SERVICE_POLICY, new_request_id, send_with_retry
 from .assertion import assertion_form
 from .confidential import EntraCredential, EntraForm, check_id, host_environ
-from .endpoint import CONNECT_TIMEOUT, EntraRequest, json_object, token_request_flow
+from .endpoint import CONNECT_TIMEOUT, EntraRequest, token_request_flow
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
