@@ -26,12 +26,13 @@ __all__ = ["TokenCall", "TokenSource", "acquire_flow"]
 
 
 class TokenCall(NamedTuple):
-    """One get_token call as the caller made it."""
+    """One get_token call as the caller made it; `in_chain` when a chain asks a member (§6.1)."""
 
     scopes: tuple[str, ...]
     claims: str | None
     tenant_id: str | None
     enable_cae: bool
+    in_chain: bool = False
 
     @property
     def call_key(self) -> CallKey:
