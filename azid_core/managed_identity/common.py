@@ -23,12 +23,14 @@ if TYPE_CHECKING:
     from ..effects import HttpResponse
     from ..errors import TransportError
     from ..tokens import AccessTokenInfo
+    from ..wire import RetryPolicy
 
 __all__ = [
     "OWNER",
     "Selector",
     "SourceCall",
     "bypasses_proxy",
+    "chain_policy",
     "read_reply",
     "source_request",
     "unreachable",
@@ -69,6 +71,14 @@ def bypasses_proxy(url: str) -> bool:
     except ValueError:
         return False
     return address.is_loopback or address.is_link_local
+
+
+def chain_policy(policy: RetryPolicy, call: SourceCall) -> RetryPolicy:
+    """`policy`, except that in a chain a refused connection is not retried: nothing listens there,
+    so this source is "not here" at once (§4.5, last paragraph)."""
+    if not call.in_chain:
+        return policy
+    return policy._replace(transport_kinds=policy.transport_kinds - {"connect"})
 
 
 def source_request(
