@@ -96,12 +96,17 @@ def sleep(seconds: float, now: float) -> Flow[float]:
 
 
 class RetryPolicy(NamedTuple):
-    """Which failures to retry and how (§0.5). `delays[i]` is the wait before retry i + 1."""
+    """Which failures to retry and how (§0.5). `delays[i]` is the wait before retry i + 1, or
+    `slow_delays[i]` when the reply just received has a status in `slow_statuses` (IMDS's 410,
+    §4.4). At most `transport_retries` retries follow transport failures (None: no extra limit)."""
 
     statuses: frozenset[int]
     transport_kinds: frozenset[str]
     delays: tuple[float, ...]
     budget: float
+    slow_statuses: frozenset[int] = frozenset()
+    slow_delays: tuple[float, ...] = ()
+    transport_retries: int | None = None
 
 
 # Policy E: Entra POSTs. azure-identity retries only 500/503/504; a 429 and a request that never
@@ -165,7 +170,7 @@ def send_with_retry(
     Raises:  TransportError when the last attempt failed in transport.
     """
     slept = 0.0
-    delays = iter(policy.delays)
+    retries = transport_retries = 0
     while True:
         last: HttpResponse | TransportError
         try:
@@ -177,8 +182,14 @@ def send_with_retry(
         else:
             if last.status not in policy.statuses:
                 return last, now
-        delay = next(delays, None)
-        if delay is not None and isinstance(last, HttpResponse):
+        slow = isinstance(last, HttpResponse) and last.status in policy.slow_statuses
+        delays = policy.slow_delays if slow else policy.delays
+        delay = delays[retries] if retries < len(delays) else None
+        if isinstance(last, TransportError):
+            if policy.transport_retries is not None and transport_retries >= policy.transport_retries:
+                delay = None
+            transport_retries += 1
+        elif delay is not None:
             hint = retry_hint(last, now)
             delay = delay if hint is None else hint
         if delay is None or slept + delay > policy.budget:
@@ -188,3 +199,4 @@ def send_with_retry(
             return last, now
         now = yield from sleep(delay, now)
         slept += delay
+        retries += 1

@@ -18,7 +18,7 @@ from ..redact import excerpt, mask
 from ..tokens import json_object, token_from_json
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from ..effects import HttpResponse
     from ..errors import TransportError
@@ -32,6 +32,7 @@ __all__ = [
     "bypasses_proxy",
     "chain_policy",
     "read_reply",
+    "selector_query",
     "source_request",
     "unreachable",
 ]
@@ -79,6 +80,14 @@ def chain_policy(policy: RetryPolicy, call: SourceCall) -> RetryPolicy:
     if not call.in_chain:
         return policy
     return policy._replace(transport_kinds=policy.transport_kinds - {"connect"})
+
+
+def selector_query(call: SourceCall, names: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The selector as a query parameter, under the source's name for its kind (§4.2); none for
+    the system-assigned identity."""
+    if call.selector is None:
+        return ()
+    return ((names[call.selector.kind], call.selector.value),)
 
 
 def source_request(
