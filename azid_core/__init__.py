@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         TransportError,
     )
     from .frontend import AsyncCredentialBase, CredentialBase
+    from .managed_identity.credential import ManagedIdentityCredential
     from .tokens import AccessToken, AccessTokenInfo
 
 _HOMES = {
@@ -60,6 +61,7 @@ _HOMES = {
     "OnBehalfOfCredential": "entra.obo",
     "EnvironmentCredential": "entra.environment",
     "UsernamePasswordCredential": "entra.password",
+    "ManagedIdentityCredential": "managed_identity.credential",
     "AzureAuthorityHosts": "entra.authority",
     "AccessToken": "tokens",
     "AccessTokenInfo": "tokens",
@@ -113,6 +115,7 @@ __all__ = [
     "FunctionResult",
     "HttpRequest",
     "HttpResponse",
+    "ManagedIdentityCredential",
     "NotConfiguredError",
     "OnBehalfOfCredential",
     "ProtocolError",
