@@ -1,10 +1,64 @@
-"""What adapters share to honour the `HttpRequest` contract (PROTOCOL.md §0.1): the body cap."""
+"""What adapters share to honour the `HttpRequest` contract (PROTOCOL.md §0.1): the body cap, the TLS
+setting of a request, and the `pin_sha1` comparison."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from typing import TYPE_CHECKING, NamedTuple
+from urllib.parse import urlsplit
+
 from .errors import TransportError
 
-__all__ = ["BodyBuffer"]
+if TYPE_CHECKING:
+    from .effects import HttpRequest
+
+__all__ = ["BodyBuffer", "TlsSetting", "check_pin", "pin_mismatch"]
+
+
+class TlsSetting(NamedTuple):
+    """The `HttpRequest` fields that an adapter honours with a client or session of its own, one per
+    distinct setting, never with a user's (PROTOCOL.md §0.1)."""
+
+    pin_sha1: bytes | None
+    tls_server_name: str | None
+    ca_pem: bytes | None
+    bypass_proxy: bool
+
+    @classmethod
+    def of(cls, request: HttpRequest) -> TlsSetting | None:
+        """The request's setting, or None when it has none (any client may carry it).
+
+        Raises `TransportError` (`tls`) for a `ca_pem` that is not even ASCII, so not PEM: libraries
+        take PEM as text and would fail with errors of their own.
+        """
+        if request.ca_pem is not None and not request.ca_pem.isascii():
+            raise TransportError(
+                "tls", f"{urlsplit(request.url).netloc}: ca_pem is not a valid PEM certificate"
+            )
+        setting = cls(request.pin_sha1, request.tls_server_name, request.ca_pem, request.bypass_proxy)
+        return None if setting == _PLAIN else setting
+
+    @property
+    def direct(self) -> bool:
+        """No proxy, whatever HTTP(S)_PROXY and NO_PROXY say: `bypass_proxy`, and every pin (§0.1)."""
+        return self.bypass_proxy or self.pin_sha1 is not None
+
+
+_PLAIN = TlsSetting(None, None, None, False)
+
+
+def pin_mismatch(where: str) -> TransportError:
+    """The `pin_mismatch` failure; it names neither certificate's hash (the server chose one of them)."""
+    return TransportError("pin_mismatch", f"{where}: server certificate does not match the pin")
+
+
+def check_pin(der: bytes | None, pin: bytes, where: str) -> None:
+    """Raise `pin_mismatch` unless SHA-1(`der`, the peer's leaf certificate) is `pin`, compared in
+    constant time (PROTOCOL.md §0.1). Adapters call it after the handshake, before any request byte."""
+    seen = hashlib.sha1(der).digest() if der else b""  # noqa: S324 - the pin format is SHA-1
+    if not hmac.compare_digest(seen, pin):
+        raise pin_mismatch(where)
 
 
 class BodyBuffer:

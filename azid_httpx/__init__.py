@@ -3,23 +3,27 @@
 >>> cred = azid_httpx.AsyncCredential(ClientSecretCredential(tenant_id, client_id, secret))
 >>> await cred.get_token("https://vault.azure.net/.default")
 
-This module only moves bytes: it turns an `HttpRequest` into `httpx.Request`, sends it without the
-client's default headers, and maps httpx's exceptions to `TransportError`. Trust and proxies follow
-the client (by default SSL_CERT_FILE and HTTP(S)_PROXY, httpx's conventions).
+This module only moves bytes: it turns an `HttpRequest` into `httpx.Request`, sends it through httpx
+without the client's default headers, and maps httpx's exceptions to `TransportError`. Every request
+goes through httpx: the client given (used as given, never modified, left open), else one of the
+credential's own. Trust and proxies follow the client (by default SSL_CERT_FILE and HTTP(S)_PROXY,
+httpx's conventions).
 
-`AsyncCredential` given no client, with no proxy in the environment, skips httpx's async stack, which
-alone costs ~1.5x a bare stdlib POST for a cold token (`python -m benchmarks.cold_token`): it speaks
-HTTP/1.1 with azid's h11 engine on the running loop's own streams (`azid_httpx.native` on asyncio,
-`azid_trio.TrioHttp` on trio), trusting what httpx would (`httpx.create_ssl_context()`).
+A request with `pin_sha1`, `tls_server_name`, `ca_pem` or `bypass_proxy` (PROTOCOL.md §0.1) goes
+through a client the credential keeps for that setting, made on first use and closed by `close()`,
+never through a given client: an `SSLContext` from `cadata` for `ca_pem`, `trust_env=False` (no proxy)
+for `bypass_proxy` and pins, the `sni_hostname` request extension for `tls_server_name`, and for a pin
+no CA or hostname check but httpx's `trace` extension, which sees the TLS stream once the handshake is
+done and before the request is written: a leaf whose SHA-1 is not the pin closes the stream and fails
+the request with `pin_mismatch`, so not one request byte is sent.
 """
 
 from __future__ import annotations
 
 import ssl
-import sys
+import threading
 import time
-import urllib.request
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio
 import httpx
@@ -27,17 +31,20 @@ import httpx
 from azid_core.effects import HttpRequest, HttpResponse
 from azid_core.errors import TransportError
 from azid_core.frontend import AsyncCredentialBase, CredentialBase
-from azid_core.transport import BodyBuffer
+from azid_core.transport import BodyBuffer, TlsSetting, check_pin
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
     from typing import Any
 
     from azid_core.acquire import TokenSource
     from azid_core.effects import Waitable
-    from azid_trio.h11_engine import H11Http
 
 __all__ = ["AsyncCredential", "Credential"]
+
+# httpcore's trace event once a connection's TLS handshake is done, before any request byte is written
+# (https://www.python-httpx.org/advanced/extensions/#trace); its "return_value" is the TLS stream.
+_HANDSHAKE_DONE = "connection.start_tls.complete"
 
 
 def _caused_by_tls(exc: BaseException) -> bool:
@@ -94,28 +101,117 @@ class _Chunks:
         return self._pending.pop()
 
 
-def to_httpx(request: HttpRequest) -> httpx.Request:
-    """The httpx request for an effect: its headers, plus Host and Content-Length."""
-    for field in ("bypass_proxy", "pin_sha1", "tls_server_name", "ca_pem"):
-        if getattr(request, field):
-            raise TransportError("tls", f"azid_httpx does not support {field} yet")
-    timeout = httpx.Timeout(request.timeout, connect=request.connect_timeout or request.timeout)
+def _client_options(tls: TlsSetting, where: str) -> dict[str, Any]:
+    """`httpx.Client` / `httpx.AsyncClient` keywords for one TLS setting."""
+    verify: ssl.SSLContext
+    if tls.pin_sha1 is not None:
+        verify = httpx.create_ssl_context(verify=False)  # the pin is the trust (§0.1)
+    elif tls.ca_pem is not None:
+        try:
+            # cadata as str is PEM (as bytes it would be DER); TlsSetting.of checked it is ASCII.
+            verify = ssl.create_default_context(cadata=tls.ca_pem.decode("ascii"))
+        except ssl.SSLError as exc:
+            raise TransportError("tls", f"{where}: ca_pem is not a valid PEM certificate") from exc
+    else:
+        # httpx's own default trust (SSL_CERT_FILE included), which trust_env=False would drop.
+        verify = httpx.create_ssl_context()
+    # trust_env=False: no proxy from HTTP(S)_PROXY (nor NO_PROXY, nor .netrc).
+    return {"verify": verify, "trust_env": not tls.direct}
+
+
+def _peer_certificate(stream: Any) -> bytes | None:
+    der: bytes | None = stream.get_extra_info("ssl_object").getpeercert(True)
+    return der
+
+
+def _pin_check(pin: bytes, where: str) -> Callable[[str, dict[str, Any]], None]:
+    """A sync `trace` callback that fails the connection, closed, when its leaf is not the pin."""
+
+    def trace(event: str, info: dict[str, Any]) -> None:
+        if event == _HANDSHAKE_DONE:
+            stream = info["return_value"]
+            try:
+                check_pin(_peer_certificate(stream), pin, where)
+            except TransportError:
+                stream.close()
+                raise
+
+    return trace
+
+
+def _async_pin_check(pin: bytes, where: str) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """`_pin_check` for an `httpx.AsyncClient`, whose trace callbacks are awaited."""
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event == _HANDSHAKE_DONE:
+            stream = info["return_value"]
+            try:
+                check_pin(_peer_certificate(stream), pin, where)
+            except TransportError:
+                await stream.aclose()
+                raise
+
+    return trace
+
+
+def to_httpx(request: HttpRequest, *, asynchronous: bool = False) -> httpx.Request:
+    """The httpx request for an effect: its headers, plus Host and Content-Length, and the
+    extensions for its timeout, `tls_server_name` and `pin_sha1` (for an AsyncClient if
+    `asynchronous`)."""
     url = httpx.URL(request.url)
-    headers = [("Host", url.netloc.decode("ascii")), *request.headers]
+    where = url.netloc.decode("ascii")
+    timeout = httpx.Timeout(request.timeout, connect=request.connect_timeout or request.timeout)
+    extensions: dict[str, Any] = {"timeout": timeout.as_dict()}
+    if request.tls_server_name is not None:
+        extensions["sni_hostname"] = request.tls_server_name  # httpx checks the certificate against it
+    if request.pin_sha1 is not None:
+        if url.scheme != "https":
+            # A pin over plain TCP would silently check nothing.
+            raise TransportError("tls", f"{where}: pin_sha1 needs an https URL")
+        check = _async_pin_check if asynchronous else _pin_check
+        extensions["trace"] = check(request.pin_sha1, where)
+    headers = [("Host", where), *request.headers]
     if request.body or request.method in {"POST", "PUT"}:
         headers.append(("Content-Length", str(len(request.body))))
     # With `stream=`, httpx adds neither Host nor Content-Length: both are set above.
     return httpx.Request(
-        request.method,
-        url,
-        headers=headers,
-        stream=_Body(request.body),
-        extensions={"timeout": timeout.as_dict()},
+        request.method, url, headers=headers, stream=_Body(request.body), extensions=extensions
     )
 
 
 def from_httpx(response: httpx.Response, body: bytes) -> HttpResponse:
     return HttpResponse(response.status_code, tuple(response.headers.items()), body)
+
+
+C = TypeVar("C", httpx.Client, httpx.AsyncClient)
+
+
+class _Clients(Generic[C]):
+    """The client for each request: the given one for plain requests, else one of the credential's own,
+    one per `TlsSetting` (None: plain), made on first use. Only its own are ever closed."""
+
+    def __init__(self, make: Callable[..., C], given: C | None) -> None:
+        self._make: Callable[..., C] = make
+        self._given: C | None = given
+        self._lock = threading.Lock()  # sync credentials are shared by threads; made once per setting
+        self.own: dict[TlsSetting | None, C] = {}
+
+    def __call__(self, request: HttpRequest) -> C:
+        tls = TlsSetting.of(request)
+        if tls is None and self._given is not None:
+            return self._given
+        with self._lock:
+            client = self.own.get(tls)
+            if client is None:
+                where = httpx.URL(request.url).netloc.decode("ascii")
+                client = self._make(**({} if tls is None else _client_options(tls, where)))
+                self.own[tls] = client
+        return client
+
+    def take_own(self) -> list[C]:
+        with self._lock:
+            own, self.own = self.own, {}
+        return list(own.values())
 
 
 class Credential(CredentialBase):
@@ -129,13 +225,13 @@ class Credential(CredentialBase):
         clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(core, clock=clock)
-        self._owns_client = client is None
-        self._client = client if client is not None else httpx.Client()
+        self._clients = _Clients(httpx.Client, client)
 
     def _http(self, request: HttpRequest) -> HttpResponse:
         deadline = time.monotonic() + request.timeout
+        client = self._clients(request)
         try:
-            response = self._client.send(to_httpx(request), stream=True, follow_redirects=False)
+            response = client.send(to_httpx(request), stream=True, follow_redirects=False)
             try:
                 body = BodyBuffer(request.max_response_bytes)
                 body.expect(response.headers.get("content-length"))
@@ -150,41 +246,15 @@ class Credential(CredentialBase):
         return from_httpx(response, body.getvalue())
 
     def close(self) -> None:
-        if self._owns_client:
-            self._client.close()
-
-
-# getproxies_environment() also reports NO_PROXY, as "no", which names no proxy to use.
-_PROXY_SCHEMES = frozenset({"http", "https", "all"})
-
-
-def _running_under_trio() -> bool:
-    trio = sys.modules.get("trio")  # not imported: not running
-    try:
-        return trio is not None and trio.lowlevel.current_task() is not None
-    except RuntimeError:  # imported, but this is not a trio thread
-        return False
-
-
-def _own_engine() -> H11Http[Any]:
-    """azid's HTTP/1.1 engine for the running loop, with httpx's default trust."""
-    context = httpx.create_ssl_context()
-    if _running_under_trio():
-        from azid_trio import TrioHttp
-
-        return TrioHttp(context)
-    from .native import AsyncioHttp
-
-    return AsyncioHttp(context)
+        for client in self._clients.take_own():
+            client.close()
 
 
 class AsyncCredential(AsyncCredentialBase):
-    """An async azure-core credential on anyio (asyncio or trio); `client` is left open by `close()`.
+    """An async azure-core credential on anyio (asyncio or trio), sending through httpx.
 
-    With no `client`, requests go through azid's own HTTP/1.1 engine for the running loop (the module
-    docstring says why), unless the environment names a proxy (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY):
-    then through an `httpx.AsyncClient` of its own, which applies it. The engine's connections belong
-    to the event loop that opened them.
+    `client` is used as given and left open by `close()`; without one, an `httpx.AsyncClient` of the
+    credential's own carries the requests. Its connections belong to the event loop that opened them.
     """
 
     def __init__(
@@ -195,11 +265,7 @@ class AsyncCredential(AsyncCredentialBase):
         clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(core, clock=clock)
-        self._owns_client = client is None
-        if client is None and _PROXY_SCHEMES & urllib.request.getproxies_environment().keys():
-            client = httpx.AsyncClient()
-        self._client = client
-        self._engine: H11Http[Any] | None = None
+        self._clients = _Clients(httpx.AsyncClient, client)
 
     def _new_event(self) -> Waitable:
         return anyio.Event()
@@ -208,16 +274,11 @@ class AsyncCredential(AsyncCredentialBase):
         await anyio.sleep(seconds)
 
     async def _http(self, request: HttpRequest) -> HttpResponse:
-        if self._client is not None:
-            return await self._through_httpx(self._client, request)
-        if self._engine is None:
-            self._engine = _own_engine()
-        return await self._engine(request)
-
-    async def _through_httpx(self, client: httpx.AsyncClient, request: HttpRequest) -> HttpResponse:
+        client = self._clients(request)
         try:
             with anyio.fail_after(request.timeout):
-                response = await client.send(to_httpx(request), stream=True, follow_redirects=False)
+                httpx_request = to_httpx(request, asynchronous=True)
+                response = await client.send(httpx_request, stream=True, follow_redirects=False)
                 try:
                     body = BodyBuffer(request.max_response_bytes)
                     body.expect(response.headers.get("content-length"))
@@ -232,7 +293,5 @@ class AsyncCredential(AsyncCredentialBase):
         return from_httpx(response, body.getvalue())
 
     async def close(self) -> None:
-        if self._engine is not None:
-            await self._engine.aclose()
-        if self._owns_client and self._client is not None:
-            await self._client.aclose()
+        for client in self._clients.take_own():
+            await client.aclose()

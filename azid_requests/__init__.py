@@ -5,38 +5,62 @@
 
 This module only moves bytes: it turns an `HttpRequest` into `Session.request` and maps requests'
 exceptions to `TransportError`. Trust follows requests (REQUESTS_CA_BUNDLE, or the session's
-`verify`), and so do proxies, except for requests marked `bypass_proxy`.
+`verify`), and so do proxies.
+
+A request with `pin_sha1`, `tls_server_name`, `ca_pem` or `bypass_proxy` (PROTOCOL.md §0.1) goes
+through a `requests.Session` the credential keeps for that setting, made on first use and closed by
+`close()`, never through the user's session. Its mounted `HTTPAdapter` hands urllib3 the setting as
+pool keywords: `assert_fingerprint` for a pin (urllib3 compares it after the handshake, before sending,
+with no CA or hostname check), `server_hostname` for the SNI and checked name, `ca_cert_data` as the
+only trust for `ca_pem`. Bypassing and pinned sessions have `trust_env=False`, so no proxy.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
+from urllib.parse import urlsplit
 
 import requests
+import requests.adapters
+from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 from urllib3.exceptions import ProtocolError as Urllib3ProtocolError
-from urllib3.exceptions import ReadTimeoutError
+from urllib3.exceptions import SSLError as Urllib3SSLError
 from urllib3.util import SKIP_HEADER
 
 from azid_core.effects import HttpRequest, HttpResponse
 from azid_core.errors import TransportError
 from azid_core.frontend import CredentialBase
-from azid_core.transport import BodyBuffer
+from azid_core.transport import BodyBuffer, TlsSetting, pin_mismatch
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
+
+    from requests.adapters import _HostParams, _PoolKwargs
 
     from azid_core.acquire import TokenSource
 
 __all__ = ["Credential"]
 
-_NO_PROXY = {"http": None, "https": None, "all": None}
 CHUNK = 65536
+# What urllib3's assert_fingerprint raises on a mismatch (urllib3.util.ssl_.assert_fingerprint), and on a
+# peer that showed no certificate; its message also holds both hashes, which azid does not repeat.
+_PIN_FAILURES = ("Fingerprints did not match", "No certificate for the peer")
 
 
-def transport_error(exc: requests.RequestException) -> TransportError:
+def _pin_failed(exc: requests.exceptions.SSLError) -> bool:
+    retry = exc.args[0] if exc.args else None
+    reason = retry.reason if isinstance(retry, MaxRetryError) else None
+    return isinstance(reason, Urllib3SSLError) and str(reason).startswith(_PIN_FAILURES)
+
+
+def transport_error(exc: requests.RequestException, where: str = "") -> TransportError:
     """The azid failure kind of a requests exception (the order matters: subclasses first)."""
     cause = exc.args[0] if exc.args else None
+    if isinstance(exc, requests.exceptions.SSLError) and _pin_failed(exc):
+        return pin_mismatch(where)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         kind = "connect"  # nothing was sent
     elif isinstance(exc, requests.exceptions.ProxyError):
@@ -58,6 +82,48 @@ def transport_error(exc: requests.RequestException) -> TransportError:
     return TransportError(kind, f"{type(exc).__name__}: {exc}")
 
 
+class _TlsAdapter(requests.adapters.HTTPAdapter):
+    """An `HTTPAdapter` whose urllib3 pools take one `TlsSetting`, through the two methods requests
+    documents for subclasses to change TLS settings."""
+
+    def __init__(self, tls: TlsSetting) -> None:
+        self._tls = tls
+        super().__init__()
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: bool | str, cert: str | tuple[str, str] | None = None
+    ) -> tuple[_HostParams, _PoolKwargs]:
+        host, kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        pool = cast("dict[str, Any]", kwargs)  # urllib3 takes more keywords than requests' stubs list
+        tls = self._tls
+        if tls.pin_sha1 is not None:
+            # Sent with verify=False: the pin is the trust, no CA or hostname check (§0.1). urllib3
+            # compares SHA-1(leaf) by hmac.compare_digest right after the handshake and, on a mismatch,
+            # closes the socket before sending anything.
+            pool["assert_fingerprint"] = tls.pin_sha1.hex()
+        elif tls.ca_pem is not None:
+            pool.pop("ca_certs", None)  # ca_pem replaces the trust store (§0.1)
+            pool.pop("ca_cert_dir", None)
+            pool["ca_cert_data"] = tls.ca_pem.decode("ascii")  # as str it is PEM (bytes would be DER)
+        if tls.tls_server_name is not None:
+            pool["server_hostname"] = tls.tls_server_name  # the SNI name, and the name ssl checks
+        return host, kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: bool | str, cert: Any) -> None:
+        # Here requests would put its CA bundle on the pool, next to ca_pem, which is the whole trust.
+        if self._tls.ca_pem is None or self._tls.pin_sha1 is not None:
+            super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
+
+
+def _session_for(tls: TlsSetting) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = not tls.direct  # no proxy from HTTP(S)_PROXY for bypassing or pinned requests
+    adapter = _TlsAdapter(tls)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
 class Credential(CredentialBase):
     """A sync azure-core credential; `session` is used as given and left open by `close()`."""
 
@@ -71,21 +137,44 @@ class Credential(CredentialBase):
         super().__init__(core, clock=clock)
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
+        self._lock = threading.Lock()  # credentials are shared by threads; one session per setting
+        self._special: dict[TlsSetting, requests.Session] = {}
+
+    def _session_and_trust(self, request: HttpRequest) -> tuple[requests.Session, bool | str | None]:
+        """The session for `request`, and the `verify` to send with (None: the session's own)."""
+        tls = TlsSetting.of(request)
+        if tls is None:
+            return self._session, None
+        with self._lock:
+            session = self._special.get(tls)
+            if session is None:
+                session = self._special[tls] = _session_for(tls)
+        if tls.pin_sha1 is not None:
+            return session, False  # no CA check: the adapter's assert_fingerprint is the trust
+        if tls.ca_pem is not None:
+            return session, None  # the adapter's ca_cert_data is the trust
+        # Otherwise trust what the user's session would (its `verify`, else REQUESTS_CA_BUNDLE), which a
+        # trust_env=False session would not look up.
+        settings = self._session.merge_environment_settings(request.url, {}, None, None, None)
+        verify: bool | str | None = settings["verify"]
+        return session, verify
 
     def _http(self, request: HttpRequest) -> HttpResponse:
-        for field in ("pin_sha1", "tls_server_name", "ca_pem"):
-            if getattr(request, field) is not None:
-                raise TransportError("tls", f"azid_requests does not support {field} yet")
+        where = urlsplit(request.url).netloc
+        if request.pin_sha1 is not None and not request.url.lower().startswith("https:"):
+            # A pin over plain TCP would silently check nothing.
+            raise TransportError("tls", f"{where}: pin_sha1 needs an https URL")
+        session, verify = self._session_and_trust(request)
         headers: dict[str, str | None] = dict(request.headers)
         ours = {name.lower() for name in headers}
-        for name in self._session.headers:  # send no session defaults (Accept-Encoding, ...)
+        for name in session.headers:  # send no session defaults (Accept-Encoding, ...)
             if name.lower() not in ours and name.lower() != "connection":
                 headers[name] = None
         if "accept-encoding" not in ours:
             headers["Accept-Encoding"] = SKIP_HEADER  # else http.client adds `identity`
         deadline = time.monotonic() + request.timeout
         try:
-            response = self._session.request(
+            response = session.request(
                 request.method,
                 request.url,
                 data=request.body or None,
@@ -93,8 +182,7 @@ class Credential(CredentialBase):
                 timeout=(request.connect_timeout or request.timeout, request.timeout),
                 allow_redirects=False,
                 stream=True,
-                # requests drops a proxy whose value is None (its stubs say str only).
-                proxies=_NO_PROXY if request.bypass_proxy else None,  # type: ignore[arg-type]
+                verify=verify,
             )
             with response:
                 body = BodyBuffer(request.max_response_bytes)
@@ -105,8 +193,12 @@ class Credential(CredentialBase):
                         raise TransportError("timeout", f"no complete response within {request.timeout} s")
                 return HttpResponse(response.status_code, tuple(response.headers.items()), body.getvalue())
         except requests.RequestException as exc:
-            raise transport_error(exc) from exc
+            raise transport_error(exc, where) from exc
 
     def close(self) -> None:
+        with self._lock:
+            special, self._special = self._special, {}
+        for session in special.values():
+            session.close()
         if self._owns_session:
             self._session.close()

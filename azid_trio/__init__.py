@@ -3,8 +3,8 @@
 >>> async with azid_trio.Credential(ClientSecretCredential(tenant_id, client_id, secret)) as cred:
 ...     token = await cred.get_token("https://vault.azure.net/.default")
 
-`Credential` and `TrioHttp` load on first use (PEP 562): `azid_trio.h11_engine`, the loop-free HTTP/1.1
-engine, is shared with `azid_httpx`, which must import it where trio is not installed.
+`Credential` and `TrioHttp` load on first use (PEP 562), so `import azid_trio` loads neither trio nor h11.
+`azid_trio.h11_engine` is the loop-free HTTP/1.1 engine; `azid_trio.http` gives it trio's streams.
 """
 
 from __future__ import annotations

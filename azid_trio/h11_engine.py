@@ -7,14 +7,12 @@ never follows redirects, adds no headers beyond Host and Content-Length, never r
 when a pooled connection turns out to have been closed while idle, and does not use proxies (so
 `bypass_proxy` needs no handling).
 
-It imports no event loop. A `StreamIO` supplies the loop's streams, clock and deadline scopes:
-`azid_trio.http` for trio, `azid_httpx.native` for asyncio.
+It imports no event loop. A `StreamIO` supplies the loop's streams, clock and deadline scopes
+(`azid_trio.http`, for trio).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ssl
 from typing import TYPE_CHECKING, Generic, NamedTuple, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -23,6 +21,7 @@ import h11
 
 from azid_core.effects import HttpRequest, HttpResponse
 from azid_core.errors import TransportError
+from azid_core.transport import check_pin
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -183,7 +182,8 @@ class H11Http(Generic[S]):
         except self._tls_errors as exc:
             raise TransportError("tls", f"{origin.where}: TLS handshake failed") from exc
         if origin.pin_sha1 is not None:
-            _check_pin(self._io.peer_certificate(tls), origin)  # on a mismatch, _connect closes the stream
+            # On a mismatch, _connect closes the stream: nothing was sent.
+            check_pin(self._io.peer_certificate(tls), origin.pin_sha1, origin.where)
         return tls
 
     def _context_for(self, origin: Origin) -> ssl.SSLContext:
@@ -348,10 +348,3 @@ def _ca_context(origin: Origin) -> ssl.SSLContext:
         return ssl.create_default_context(cadata=origin.ca_pem.decode("ascii"))
     except (ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
         raise TransportError("tls", f"{origin.where}: ca_pem is not a valid PEM certificate") from exc
-
-
-def _check_pin(der: bytes | None, origin: Origin) -> None:
-    assert origin.pin_sha1 is not None
-    seen = hashlib.sha1(der).digest() if der else b""  # noqa: S324 - the pin format is SHA-1
-    if not hmac.compare_digest(seen, origin.pin_sha1):
-        raise TransportError("pin_mismatch", f"{origin.where}: server certificate does not match the pin")

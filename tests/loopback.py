@@ -1,15 +1,22 @@
 """A real HTTP/1.1 server on 127.0.0.1 that serves any `HttpRequest -> HttpResponse` handler.
 
 Used by the adapter tests and the benchmarks to put azid on a real socket, with TLS from a
-throwaway trustme CA. Each connection gets a thread; keep-alive is on, as in real services.
+throwaway trustme CA (or a certificate the test gives, such as a self-signed one no CA vouches for).
+Each connection gets a thread; keep-alive is on, as in real services. The server counts the requests
+and the raw bytes it received, so a test can assert that a client sent nothing. `TrapProxy` is a
+listener that records every connection, for proxy tests.
 """
 
 from __future__ import annotations
 
+import io
+import socket
 import ssl
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trustme
@@ -32,9 +39,39 @@ class _Server(ThreadingHTTPServer):
         self.handler = handler
         self.delay = delay
         self.scheme = scheme
+        self.requests_received = 0
+        self.bytes_received = 0
+        self.count_lock = threading.Lock()
 
     def handle_error(self, request: object, client_address: object) -> None:
         """Quiet: clients that hang up or fail the handshake are part of the tests."""
+
+    def count(self, *, requests: int = 0, raw: int = 0) -> None:
+        with self.count_lock:
+            self.requests_received += requests
+            self.bytes_received += raw
+
+
+class _CountingReader(io.RawIOBase):
+    """A connection's input that adds every byte read to the server's count."""
+
+    def __init__(self, source: io.BufferedIOBase, server: _Server) -> None:
+        super().__init__()
+        self._source = source
+        self._server = server
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self._source.read1(len(buffer))
+        self._server.count(raw=len(data))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._source.close()
+        super().close()
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -43,7 +80,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _Server
 
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = io.BufferedReader(_CountingReader(self.rfile, self.server))
+
     def _serve(self) -> None:
+        self.server.count(requests=1)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         url = f"{self.server.scheme}://127.0.0.1:{self.server.server_address[1]}{self.path}"
@@ -67,19 +109,35 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
 class LoopbackServer:
     """`with LoopbackServer(handler, tls=True) as server:` then use `server.url` and the trust
-    material (`server.ca_file`, `server.client_context()`)."""
+    material (`server.ca_file`, `server.client_context()`).
+
+    `certificate=(cert_pem, key_pem)` presents that certificate instead of one from the trustme CA.
+    `requests_received` and `bytes_received` count what clients sent; `server_names` lists the SNI
+    name of each handshake."""
 
     _ca: trustme.CA | None = None
 
     def __init__(
-        self, handler: Callable[[HttpRequest], HttpResponse], *, tls: bool = True, delay: float = 0.0
+        self,
+        handler: Callable[[HttpRequest], HttpResponse],
+        *,
+        tls: bool = True,
+        delay: float = 0.0,
+        certificate: tuple[bytes, bytes] | None = None,
     ) -> None:
         self._server = _Server(handler, delay, "https" if tls else "http")
         self.tls = tls
+        self.server_names: list[str | None] = []  # the SNI name of each TLS handshake (None: none sent)
         if tls:
-            ca = self.ca()
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+            context.sni_callback = lambda _socket, name, _context: self.server_names.append(name)
+            if certificate is None:
+                self.ca().issue_cert("127.0.0.1", "localhost").configure_cert(context)
+            else:
+                with tempfile.TemporaryDirectory() as folder:  # ssl loads certificates from files only
+                    chain = Path(folder, "chain.pem")
+                    chain.write_bytes(certificate[1] + certificate[0])
+                    context.load_cert_chain(chain)
             # Handshake in the connection's own thread, not in the accept loop.
             self._server.socket = context.wrap_socket(
                 self._server.socket, server_side=True, do_handshake_on_connect=False
@@ -96,6 +154,16 @@ class LoopbackServer:
     @property
     def port(self) -> int:
         return int(self._server.server_address[1])
+
+    @property
+    def requests_received(self) -> int:
+        """HTTP requests the server read (each counted before its handler ran)."""
+        return self._server.requests_received
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes clients sent after their TLS handshakes (or at all, over plain TCP)."""
+        return self._server.bytes_received
 
     @property
     def url(self) -> str:
@@ -120,3 +188,45 @@ class LoopbackServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
+
+
+class TrapProxy:
+    """A plain TCP listener on 127.0.0.1 standing in for a proxy: it records each connection and what
+    arrived first on it (a CONNECT line, or an absolute-URL request), then hangs up.
+
+    `with TrapProxy() as trap:` point HTTP(S)_PROXY at `trap.url`; `trap.connections` counts."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.01)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self.first_lines: list[bytes] = []
+        self.connections = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            with client:
+                client.settimeout(2)
+                try:
+                    self.first_lines.append(client.recv(65536).split(b"\r\n", 1)[0])
+                except OSError:
+                    self.first_lines.append(b"")
+
+    def __enter__(self) -> TrapProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._listener.close()

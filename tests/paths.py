@@ -1,7 +1,7 @@
 """The ways to drive azid, behind one synchronous test interface.
 
-requests and httpx (sync) are called directly; httpx async (on asyncio and on trio, with its own
-engine and with an `httpx.AsyncClient` handed in) and azid_trio run in an anyio blocking portal, an
+requests and httpx (sync) are called directly; httpx async (on asyncio and on trio, with a client of
+its own and with an `httpx.AsyncClient` handed in) and azid_trio run in an anyio blocking portal, an
 event loop in a helper thread, so one scenario body drives every path. Each credential records the
 sleeps it is asked for instead of sleeping: sleep is an effect, and tests never wait on a real clock.
 """

@@ -110,10 +110,14 @@ def test_httpx_client_passed_in_stays_open_and_ours_is_closed() -> None:
     with azid_httpx.Credential(_core(), client) as cred:
         assert cred.get_token(SCOPE).token
     assert not client.is_closed
+    assert cred._clients.own == {}  # plain requests went through the given client
     client.close()
     ours = azid_httpx.Credential(_core())
+    assert ours._clients.own == {}  # made on first use, not by the constructor
+    own = ours._clients(HttpRequest("GET", "https://login.test/"))
     ours.close()
-    assert ours._client.is_closed
+    assert own.is_closed
+    assert ours._clients.own == {}
 
 
 def test_httpx_async_context_manager_closes_only_its_own_client() -> None:
@@ -126,20 +130,22 @@ def test_httpx_async_context_manager_closes_only_its_own_client() -> None:
         assert not client.is_closed
         await client.aclose()
         async with azid_httpx.AsyncCredential(_core()) as ours:
-            pass
-        assert ours._client is None  # no client: its own engine, nothing of httpx to close
+            own = ours._clients(HttpRequest("GET", "https://login.test/"))
+            assert isinstance(own, httpx.AsyncClient)  # no client given: an httpx client of its own
+        assert own.is_closed
 
     anyio.run(scenario)
 
 
-@pytest.mark.parametrize(
-    "field",
-    [{"bypass_proxy": True}, {"pin_sha1": b"\x00" * 20}, {"tls_server_name": "x"}, {"ca_pem": b"pem"}],
-)
-def test_httpx_refuses_transport_options_it_does_not_implement(field: dict[str, Any]) -> None:
-    with pytest.raises(TransportError, match="does not support") as caught:
-        azid_httpx.to_httpx(HttpRequest("GET", "https://login.test/", **field))
-    assert caught.value.kind == "tls"
+def test_httpx_puts_sni_and_the_pin_check_in_request_extensions() -> None:
+    request = azid_httpx.to_httpx(
+        HttpRequest("GET", "https://login.test/", tls_server_name="proxy.aks", pin_sha1=b"\x00" * 20)
+    )
+    assert request.extensions["sni_hostname"] == "proxy.aks"
+    trace = request.extensions["trace"]
+    trace("connection.connect_tcp.complete", {"return_value": None})  # other events are not its business
+    plain = azid_httpx.to_httpx(HttpRequest("GET", "https://login.test/"))
+    assert set(plain.extensions) == {"timeout"}
 
 
 def test_httpx_get_has_no_content_length_and_the_body_iterates_once() -> None:
@@ -300,8 +306,12 @@ def test_requests_keeps_an_accept_encoding_the_flow_chose() -> None:
     assert adapter.sent[0].headers["Accept-Encoding"] == "identity"
 
 
-@pytest.mark.parametrize("field", [{"pin_sha1": b"\x00" * 20}, {"tls_server_name": "x"}, {"ca_pem": b"pem"}])
-def test_requests_refuses_transport_options_it_does_not_implement(field: dict[str, Any]) -> None:
-    cred = azid_requests.Credential(_core(), requests.Session())
-    with pytest.raises(TransportError, match="does not support"):
-        cred._http(HttpRequest("GET", "https://login.test/", **field))
+def test_azid_trio_loads_its_names_on_first_use() -> None:
+    import azid_trio
+    import azid_trio.credential
+    import azid_trio.http
+
+    assert azid_trio.Credential is azid_trio.credential.Credential
+    assert azid_trio.TrioHttp is azid_trio.http.TrioHttp
+    with pytest.raises(AttributeError, match="no attribute 'H11Http'"):
+        azid_trio.H11Http  # noqa: B018

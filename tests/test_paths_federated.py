@@ -30,9 +30,6 @@ ISSUER = "https://oidc.prod-aks.azure.com/00000000-0000-0000-0000-0000000000aa/"
 SUBJECT = "system:serviceaccount:default:workload"
 OTHER_SUBJECT = "system:serviceaccount:default:rotated"
 CONNECTION = "sc-0001"
-# The paths whose HTTP engine honours tls_server_name and ca_pem (azid's h11 engine); requests and
-# httpx's own stacks refuse them for now.
-PROXY_PATHS = {"azid_trio", "httpx-asyncio", "httpx-trio"}
 
 
 def sent(request: HttpRequest) -> dict[str, str]:
@@ -260,27 +257,22 @@ def test_the_aks_token_proxy_with_its_sni_name_and_ca(
             env=env,
         )
         cred = path.credential(core, clock)
-        if path.name not in PROXY_PATHS:
-            with pytest.raises(CredentialUnavailableError, match=r"\(tls\): .* does not support"):
-                path.get_token(cred, VAULT)
-            assert federated.requests == []
-        else:
-            token = path.get_token(cred, VAULT)
-            assert federated.decode(token.token)["appid"] == CLIENT
-            [request] = federated.requests
-            assert urlsplit(request.url).path == f"/aks/proxy/{TENANT}/oauth2/v2.0/token"
-            # A name the certificate does not carry: the SNI name is also the checked name.
-            wrong = WorkloadIdentityCredential(
-                tenant_id=TENANT,
-                client_id=CLIENT,
-                token_file_path=str(file),
-                enable_azure_proxy=True,
-                env={**env, "AZURE_KUBERNETES_SNI_NAME": "aks.example"},
-            )
-            other = path.credential(wrong, clock)
-            with pytest.raises(CredentialUnavailableError, match=r"could not be reached \(tls\)"):
-                path.get_token(other, VAULT)
-            path.close(other)
+        token = path.get_token(cred, VAULT)
+        assert federated.decode(token.token)["appid"] == CLIENT
+        [request] = federated.requests
+        assert urlsplit(request.url).path == f"/aks/proxy/{TENANT}/oauth2/v2.0/token"
+        # A name the certificate does not carry: the SNI name is also the checked name.
+        wrong = WorkloadIdentityCredential(
+            tenant_id=TENANT,
+            client_id=CLIENT,
+            token_file_path=str(file),
+            enable_azure_proxy=True,
+            env={**env, "AZURE_KUBERNETES_SNI_NAME": "aks.example"},
+        )
+        other = path.credential(wrong, clock)
+        with pytest.raises(CredentialUnavailableError, match=r"could not be reached \(tls\)"):
+            path.get_token(other, VAULT)
+        path.close(other)
         path.close(cred)
 
 
