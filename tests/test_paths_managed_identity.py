@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from azid_core.errors import AuthError
+from azid_core.errors import AuthError, ProtocolError
 from azid_core.managed_identity.credential import ManagedIdentityCredential
 from azid_core.testing.managed_identity import IMDS_BASE, PATHS, ManagedIdentityEmulator
 from tests import certs
@@ -308,3 +308,46 @@ def test_managed_identity_requests_never_go_through_a_proxy(
     assert mi.decode(token.token)["azid_source"] == source
     assert trap.connections == 0
     assert trap.first_lines == []
+
+
+@pytest.mark.parametrize(
+    ("source", "form"),
+    [
+        ("app_service", "date"),
+        ("azure_ml", "int"),
+        ("azure_ml", "string"),
+        ("azure_ml", "date"),
+        ("service_fabric", "string"),
+        ("imds", "int"),
+    ],
+)
+def test_each_expiry_form_a_source_sends(
+    path: Path,
+    servers: Servers,
+    mi: ManagedIdentityEmulator,
+    clock: FakeClock,
+    tmp_path: FilePath,
+    source: str,
+    form: str,
+) -> None:
+    mi.expiry_form[source] = form
+    cred = path.credential(core_for(source, servers, mi, tmp_path), clock)
+    assert path.get_token(cred, SCOPE).expires_on == int(clock.now) + 86400
+    path.close(cred)
+
+
+def test_faults_retry_after_and_a_malformed_body(
+    path: Path, servers: Servers, mi: ManagedIdentityEmulator, clock: FakeClock, tmp_path: FilePath
+) -> None:
+    mi.fail_next(503, {"error": "busy"}, (("Retry-After", "2"),), source="app_service")
+    mi.fail_next(500, {"statusCode": 500, "message": "later"}, source="app_service")
+    cred = path.credential(core_for("app_service", servers, mi, tmp_path), clock)
+    assert mi.decode(path.get_token(cred, SCOPE).token)["azid_source"] == "app_service"
+    assert cred.slept == [2.0, 1.6]  # the hint, then policy S's second delay (§0.5)
+    assert len(mi.requests) == 3
+    path.close(cred)
+    mi.fail_next(200, b"<html>not json</html>", source="azure_ml")
+    cred = path.credential(core_for("azure_ml", servers, mi, tmp_path), clock)
+    with pytest.raises(ProtocolError, match="not a JSON object"):
+        path.get_token(cred, SCOPE)
+    path.close(cred)
