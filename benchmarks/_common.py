@@ -191,7 +191,8 @@ def sync_paths(url: str) -> list[SyncPath]:
 
 
 def async_paths(url: str) -> list[AsyncPath]:
-    """httpx async on asyncio and on trio, azid_trio, azure-identity async (needs aiohttp)."""
+    """httpx async (its own AsyncClient) on asyncio and on trio, azid_trio (h11 on trio streams),
+    azure-identity async (needs aiohttp)."""
     paths: list[AsyncPath] = []
     try:
         import azid_httpx
@@ -212,10 +213,10 @@ def async_paths(url: str) -> list[AsyncPath]:
         # Imported by name: azid_trio.Credential may not exist yet, and mypy must not require it.
         credential_class = importlib.import_module("azid_trio").Credential
 
-        def trio_native() -> AsyncCredential:
+        def trio_h11() -> AsyncCredential:
             return cast("AsyncCredential", credential_class(core(url)))
 
-        paths.append(AsyncPath("azid_trio (trio)", "trio", trio_native))
+        paths.append(AsyncPath("azid_trio (trio)", "trio", trio_h11))
     except (ImportError, AttributeError) as exc:
         paths.append(AsyncPath("azid_trio (trio)", "trio", None, _reason(exc)))
     name = "azure-identity (async, asyncio)"
