@@ -309,7 +309,7 @@ class ManagedIdentityCredential:
             raise ConfigError(
                 f"{OWNER}: request_timeout is invalid: a number of seconds above 0 and below 3600"
             )
-        if imds_probe not in (None, True, False):
+        if imds_probe is not None and not isinstance(imds_probe, bool):
             raise ConfigError(f"{OWNER}: imds_probe is invalid: None, True or False is required")
         ttl = imds_probe_ttl
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 <= ttl < math.inf:
@@ -334,6 +334,7 @@ class ManagedIdentityCredential:
         self._selector = self._choose(explicit, inherited)
         if self._source == "workload_identity":
             self._workload = self._workload_credential(environment)
+            self._selector = Selector("client_id", self._workload._client_id)
         self._reset_transient()
 
     def _choose(self, explicit: Selector | None, inherited: Selector | None) -> Selector | None:
