@@ -6,14 +6,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from typing import TYPE_CHECKING, NamedTuple
-from urllib.parse import urlsplit
 
 from .errors import TransportError
 
 if TYPE_CHECKING:
     from .effects import HttpRequest
 
-__all__ = ["BodyBuffer", "TlsSetting", "check_pin", "pin_mismatch"]
+__all__ = ["BodyBuffer", "TlsSetting", "check_pin", "pem_text", "pin_mismatch"]
 
 
 class TlsSetting(NamedTuple):
@@ -27,15 +26,7 @@ class TlsSetting(NamedTuple):
 
     @classmethod
     def of(cls, request: HttpRequest) -> TlsSetting | None:
-        """The request's setting, or None when it has none (any client may carry it).
-
-        Raises `TransportError` (`tls`) for a `ca_pem` that is not even ASCII, so not PEM: libraries
-        take PEM as text and would fail with errors of their own.
-        """
-        if request.ca_pem is not None and not request.ca_pem.isascii():
-            raise TransportError(
-                "tls", f"{urlsplit(request.url).netloc}: ca_pem is not a valid PEM certificate"
-            )
+        """The request's setting, or None when it has none (any client may carry it)."""
         setting = cls(request.pin_sha1, request.tls_server_name, request.ca_pem, request.bypass_proxy)
         return None if setting == _PLAIN else setting
 
@@ -46,6 +37,14 @@ class TlsSetting(NamedTuple):
 
 
 _PLAIN = TlsSetting(None, None, None, False)
+
+
+def pem_text(ca_pem: bytes, where: str) -> str:
+    """`ca_pem` as the text `ssl` takes for PEM `cadata`; `TransportError` (`tls`) when it is empty,
+    which `ssl` would take as "no extra trust" and load the default store, or not ASCII, so not PEM."""
+    if not ca_pem or not ca_pem.isascii():
+        raise TransportError("tls", f"{where}: ca_pem is not a valid PEM certificate")
+    return ca_pem.decode("ascii")
 
 
 def pin_mismatch(where: str) -> TransportError:

@@ -31,7 +31,7 @@ import httpx
 from azid_core.effects import HttpRequest, HttpResponse
 from azid_core.errors import TransportError
 from azid_core.frontend import AsyncCredentialBase, CredentialBase
-from azid_core.transport import BodyBuffer, TlsSetting, check_pin
+from azid_core.transport import BodyBuffer, TlsSetting, check_pin, pem_text
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -108,8 +108,7 @@ def _client_options(tls: TlsSetting, where: str) -> dict[str, Any]:
         verify = httpx.create_ssl_context(verify=False)  # the pin is the trust (§0.1)
     elif tls.ca_pem is not None:
         try:
-            # cadata as str is PEM (as bytes it would be DER); TlsSetting.of checked it is ASCII.
-            verify = ssl.create_default_context(cadata=tls.ca_pem.decode("ascii"))
+            verify = ssl.create_default_context(cadata=pem_text(tls.ca_pem, where))
         except ssl.SSLError as exc:
             raise TransportError("tls", f"{where}: ca_pem is not a valid PEM certificate") from exc
     else:

@@ -32,7 +32,7 @@ from urllib3.util import SKIP_HEADER
 from azid_core.effects import HttpRequest, HttpResponse
 from azid_core.errors import TransportError
 from azid_core.frontend import CredentialBase
-from azid_core.transport import BodyBuffer, TlsSetting, pin_mismatch
+from azid_core.transport import BodyBuffer, TlsSetting, pem_text, pin_mismatch
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -104,7 +104,7 @@ class _TlsAdapter(requests.adapters.HTTPAdapter):
         elif tls.ca_pem is not None:
             pool.pop("ca_certs", None)  # ca_pem replaces the trust store (§0.1)
             pool.pop("ca_cert_dir", None)
-            pool["ca_cert_data"] = tls.ca_pem.decode("ascii")  # as str it is PEM (bytes would be DER)
+            pool["ca_cert_data"] = pem_text(tls.ca_pem, urlsplit(request.url or "").netloc)
         if tls.tls_server_name is not None:
             pool["server_hostname"] = tls.tls_server_name  # the SNI name, and the name ssl checks
         return host, kwargs

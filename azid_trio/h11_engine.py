@@ -21,7 +21,7 @@ import h11
 
 from azid_core.effects import HttpRequest, HttpResponse
 from azid_core.errors import TransportError
-from azid_core.transport import check_pin
+from azid_core.transport import check_pin, pem_text
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -344,7 +344,6 @@ def _pinning_context() -> ssl.SSLContext:
 def _ca_context(origin: Origin) -> ssl.SSLContext:
     assert origin.ca_pem is not None
     try:
-        # cadata as str is PEM; as bytes it would be read as DER.
-        return ssl.create_default_context(cadata=origin.ca_pem.decode("ascii"))
-    except (ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
+        return ssl.create_default_context(cadata=pem_text(origin.ca_pem, origin.where))
+    except (ssl.SSLError, ValueError) as exc:
         raise TransportError("tls", f"{origin.where}: ca_pem is not a valid PEM certificate") from exc

@@ -180,13 +180,22 @@ def test_ca_pem_replaces_the_trust_store(
     path.close(cred)
 
 
+NOT_BASE64 = b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.parametrize("pem", [NOT_BASE64, "é".encode(), b""], ids=["not-base64", "not-ascii", "empty"])
 def test_ca_pem_that_is_not_a_certificate_is_a_tls_failure(
-    path: Path, ca_server: LoopbackServer, trust: Callable[[bytes], None]
+    path: Path, ca_server: LoopbackServer, trust: Callable[[bytes], None], pem: bytes
 ) -> None:
+    # The store trusts the server: only a refusal of the ca_pem makes these fail (ssl would take an
+    # empty cadata for "the default store").
+    trust(LoopbackServer.ca().cert_pem.bytes())
     cred = path.credential(_core())
-    for pem in (b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n", "é".encode()):
-        assert failure(path, cred, HttpRequest("GET", f"{ca_server.url}/", ca_pem=pem)).kind == "tls"
+    error = failure(path, cred, HttpRequest("GET", f"{ca_server.url}/", ca_pem=pem))
     path.close(cred)
+    assert error.kind == "tls"
+    if not (pem == NOT_BASE64 and path.name == "requests"):  # urllib3 loads it only when connecting
+        assert error.detail == f"127.0.0.1:{ca_server.port}: ca_pem is not a valid PEM certificate"
     assert ca_server.requests_received == 0
 
 
