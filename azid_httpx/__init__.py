@@ -202,8 +202,10 @@ class _Clients(Generic[C]):
         with self._lock:
             client = self.own.get(tls)
             if client is None:
-                where = httpx.URL(request.url).netloc.decode("ascii")
-                client = self._make(**({} if tls is None else _client_options(tls, where)))
+                if tls is None:
+                    client = self._make()
+                else:
+                    client = self._make(**_client_options(tls, httpx.URL(request.url).netloc.decode("ascii")))
                 self.own[tls] = client
         return client
 
