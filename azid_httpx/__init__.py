@@ -101,12 +101,16 @@ class _Chunks:
         return self._pending.pop()
 
 
-def _client_options(tls: TlsSetting, where: str) -> dict[str, Any]:
-    """`httpx.Client` / `httpx.AsyncClient` keywords for one TLS setting."""
+def _client_options(tls: TlsSetting | None, where: str, *, plain_http: bool) -> dict[str, Any]:
+    """`httpx.Client` / `httpx.AsyncClient` keywords for one TLS setting, for http or https URLs."""
     verify: ssl.SSLContext
-    if tls.pin_sha1 is not None:
+    if plain_http:
+        # Such a client never makes a TLS handshake: skip loading a trust store, which costs ~20 ms
+        # (certifi's) and would double a managed-identity token's cold cost.
+        verify = httpx.create_ssl_context(verify=False)
+    elif tls is not None and tls.pin_sha1 is not None:
         verify = httpx.create_ssl_context(verify=False)  # the pin is the trust (§0.1)
-    elif tls.ca_pem is not None:
+    elif tls is not None and tls.ca_pem is not None:
         try:
             verify = ssl.create_default_context(cadata=pem_text(tls.ca_pem, where))
         except ssl.SSLError as exc:
@@ -115,7 +119,7 @@ def _client_options(tls: TlsSetting, where: str) -> dict[str, Any]:
         # httpx's own default trust (SSL_CERT_FILE included), which trust_env=False would drop.
         verify = httpx.create_ssl_context()
     # trust_env=False: no proxy from HTTP(S)_PROXY (nor NO_PROXY, nor .netrc).
-    return {"verify": verify, "trust_env": not tls.direct}
+    return {"verify": verify, "trust_env": tls is None or not tls.direct}
 
 
 def _peer_certificate(stream: Any) -> bytes | None:
@@ -187,26 +191,29 @@ C = TypeVar("C", httpx.Client, httpx.AsyncClient)
 
 class _Clients(Generic[C]):
     """The client for each request: the given one for plain requests, else one of the credential's own,
-    one per `TlsSetting` (None: plain), made on first use. Only its own are ever closed."""
+    one per (`TlsSetting` (None: plain), plain http or not), made on first use. Only its own are ever
+    closed."""
 
     def __init__(self, make: Callable[..., C], given: C | None) -> None:
         self._make: Callable[..., C] = make
         self._given: C | None = given
         self._lock = threading.Lock()  # sync credentials are shared by threads; made once per setting
-        self.own: dict[TlsSetting | None, C] = {}
+        self.own: dict[tuple[TlsSetting | None, bool], C] = {}
 
     def __call__(self, request: HttpRequest) -> C:
         tls = TlsSetting.of(request)
         if tls is None and self._given is not None:
             return self._given
+        key = (tls, request.url[:7].lower() == "http://")
         with self._lock:
-            client = self.own.get(tls)
+            client = self.own.get(key)
             if client is None:
-                if tls is None:
+                if key == (None, False):
                     client = self._make()
                 else:
-                    client = self._make(**_client_options(tls, httpx.URL(request.url).netloc.decode("ascii")))
-                self.own[tls] = client
+                    where = httpx.URL(request.url).netloc.decode("ascii")
+                    client = self._make(**_client_options(tls, where, plain_http=key[1]))
+                self.own[key] = client
         return client
 
     def take_own(self) -> list[C]:
