@@ -151,8 +151,8 @@ class Credential(CredentialBase):
                 session = self._special[tls] = _session_for(tls)
         if tls.pin_sha1 is not None:
             return session, False  # no CA check: the adapter's assert_fingerprint is the trust
-        if tls.ca_pem is not None:
-            return session, None  # the adapter's ca_cert_data is the trust
+        if tls.ca_pem is not None or request.url[:7].lower() == "http://":
+            return session, None  # the adapter's ca_cert_data is the trust, or no TLS at all
         # Otherwise trust what the user's session would (its `verify`, else REQUESTS_CA_BUNDLE), which a
         # trust_env=False session would not look up.
         settings = self._session.merge_environment_settings(request.url, {}, None, None, None)

@@ -18,6 +18,7 @@ on a loopback HTTP server (IMDS is plain HTTP), or a closed loopback port.
 from __future__ import annotations
 
 import argparse
+import gc
 import http.client
 import json
 import os
@@ -303,6 +304,7 @@ def cold_rows(endpoint: str, rounds: int) -> list[list[str]]:
     for index in range(rounds):
         shift = index % len(names)
         for name in names[shift:] + names[:shift]:
+            gc.collect()  # a collection inside a sample would be noise
             samples[name].append(everything[name]())
     medians = {name: statistics.median(values) * 1000 for name, values in samples.items()}
     rows = []
