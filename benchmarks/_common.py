@@ -10,7 +10,6 @@ import importlib
 import json
 import os
 import statistics
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from urllib.parse import urlsplit
 from azid_core import ClientSecretCredential
 from azid_core.effects import HttpRequest, HttpResponse
 from azid_core.testing import EntraEmulator
-from tests.loopback import LoopbackServer
+from tests.loopback import LoopbackServer, guard_network
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -29,31 +28,6 @@ TENANT = "72f988bf-0000-4000-8000-00000000beef"
 CLIENT_ID = "0a1b2c3d-0000-4000-8000-0000000000c1"
 SECRET = "benchmark-client-secret"
 SCOPE = "https://vault.azure.net/.default"
-
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", b"127.0.0.1", b"localhost", b"::1"})
-_hooked: list[bool] = []  # non-empty once the audit hook is installed (hooks cannot be removed)
-
-
-class OffLoopbackError(RuntimeError):
-    """A benchmark tried to reach something other than the loopback server."""
-
-
-def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if event == "socket.connect":
-        address = args[1]
-        if isinstance(address, tuple) and address and address[0] not in _LOOPBACK:
-            raise OffLoopbackError(f"benchmarks only talk to 127.0.0.1; refused connect to {address!r}")
-    elif event == "socket.getaddrinfo":
-        host = args[0]
-        if host is not None and host not in _LOOPBACK:
-            raise OffLoopbackError(f"benchmarks only talk to 127.0.0.1; refused to resolve {host!r}")
-
-
-def guard_network() -> None:
-    """Refuse, process-wide, any name lookup or connection that is not to the loopback interface."""
-    if not _hooked:
-        sys.addaudithook(_audit)
-        _hooked.append(True)
 
 
 def _json(body: dict[str, Any]) -> HttpResponse:

@@ -32,9 +32,9 @@ from urllib.parse import urlsplit
 
 from azid_core import CredentialUnavailableError, ManagedIdentityCredential
 from azid_core.testing.managed_identity import IMDS_BASE, PATHS, ManagedIdentityEmulator
-from tests.loopback import LoopbackServer
+from tests.loopback import LoopbackServer, guard_network
 
-from ._common import guard_network, run_async, table
+from ._common import run_async, table
 from .cached_token import calls_per_repeat, time_async, time_sync
 
 if TYPE_CHECKING:

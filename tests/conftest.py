@@ -10,11 +10,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from azid_core.testing import EntraEmulator
-from tests.loopback import LoopbackServer
+from tests.loopback import LoopbackServer, guard_network
 from tests.paths import Path, all_paths
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+# Every test runs with this guard: any connection or name lookup off the loopback interface fails.
+guard_network()
 
 START = 1_800_000_000.0
 TENANT, CLIENT, SECRET = "tenant-one", "app-0001", "s3cr3t-V4lue~with.chars"

@@ -12,12 +12,13 @@ from __future__ import annotations
 import io
 import socket
 import ssl
+import sys
 import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trustme
 
@@ -230,3 +231,32 @@ class TrapProxy:
         self._stop.set()
         self._thread.join(5)
         self._listener.close()
+
+
+# -- nothing but loopback --
+
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", b"127.0.0.1", b"localhost", b"::1"})
+_hooked: list[bool] = []  # non-empty once the audit hook is installed (hooks cannot be removed)
+
+
+class OffLoopbackError(RuntimeError):
+    """A test or benchmark tried to reach something other than the loopback interface."""
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event == "socket.connect":
+        address = args[1]
+        if isinstance(address, tuple) and address and address[0] not in _LOOPBACK:
+            raise OffLoopbackError(f"only 127.0.0.1 may be contacted; refused connect to {address!r}")
+    elif event == "socket.getaddrinfo":
+        host = args[0]
+        if host is not None and host not in _LOOPBACK:
+            raise OffLoopbackError(f"only 127.0.0.1 may be contacted; refused to resolve {host!r}")
+
+
+def guard_network() -> None:
+    """Refuse, process-wide, any name lookup or connection that is not to the loopback interface
+    (169.254.169.254, the real IMDS, and every Microsoft host included)."""
+    if not _hooked:
+        sys.addaudithook(_audit)
+        _hooked.append(True)
