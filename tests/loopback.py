@@ -256,7 +256,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
 
 def guard_network() -> None:
     """Refuse, process-wide, any name lookup or connection that is not to the loopback interface
-    (169.254.169.254, the real IMDS, and every Microsoft host included)."""
+    (the default IMDS address and every Microsoft host included)."""
     if not _hooked:
         sys.addaudithook(_audit)
         _hooked.append(True)

@@ -29,7 +29,9 @@ RESOURCE_Q = "https%3A%2F%2Fvault.azure.net"  # the resource as the query carrie
 TOKEN = "mi-access-token.0123456789"
 REQUEST_ID = "00010203-0405-4607-8809-0a0b0c0d0e0f"
 PYTHON = ".".join(str(part) for part in sys.version_info[:3])
-IMDS_URL = "http://169.254.169.254/metadata/identity/oauth2/token"
+# The default IMDS token URL, as the flows build it: compared with effects, never contacted (core
+# tests answer with ScriptedIO; the suite's network guard refuses any connection off loopback).
+IMDS_URL = "http://169.254.169.254/metadata/identity/oauth2/token"  # expected default
 RES_ID = "/subscriptions/s1/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u"
 RES_ID_Q = RES_ID.replace("/", "%2F")
 

@@ -72,7 +72,7 @@ def test_the_token_get_for_every_selector(options: dict[str, object], query: str
             headers=(*base_headers(), ("Metadata", "true")),
             timeout=30.0,
             connect_timeout=2.0,
-            bypass_proxy=True,  # 169.254.169.254 is link-local (§4.2)
+            bypass_proxy=True,  # expected: the default IMDS address is link-local (§4.2)
         )
     ]
     assert info.token == TOKEN
@@ -100,7 +100,7 @@ def test_the_endpoint_option_and_the_pod_identity_variable() -> None:
         ({"imds_endpoint": ""}, {}, "imds_endpoint"),
         ({"imds_endpoint": "  "}, {}, "imds_endpoint"),
         ({"imds_endpoint": 42}, {}, "imds_endpoint"),
-        ({"imds_endpoint": "169.254.169.254"}, {}, "imds_endpoint"),
+        ({"imds_endpoint": "169.254.169.254"}, {}, "imds_endpoint"),  # expect ConfigError: no scheme
         ({"imds_endpoint": "ftp://host"}, {}, "imds_endpoint"),
         ({"imds_endpoint": "http://host:0"}, {}, "imds_endpoint"),
         ({"imds_endpoint": "http://host:99999"}, {}, "imds_endpoint"),
@@ -225,7 +225,8 @@ def test_400_is_not_retried_and_names_the_selector() -> None:
 
 
 def test_docker_desktops_403_is_unavailable() -> None:
-    body = b"connecting to 169.254.169.254:80: connectex: attempted to an Unreachable network."
+    # The body Docker Desktop's proxy answers with (§4.3's row expects "unreachable" in it).
+    body = b"connecting to 169.254.169.254:80: connectex: attempted to an Unreachable network."  # expected
     error, io = fail(make(), HttpResponse(403, (), body))
     assert len(io.seen) == 1
     assert type(error) is CredentialUnavailableError

@@ -16,7 +16,7 @@ def test_the_guard_is_installed_for_the_whole_suite() -> None:
 @pytest.mark.parametrize(
     ("event", "args"),
     [
-        ("socket.connect", (None, ("169.254.169.254", 80))),
+        ("socket.connect", (None, ("169.254.169.254", 80))),  # expected refused: the default IMDS
         ("socket.connect", (None, ("20.190.160.1", 443, 0, 0))),
         ("socket.getaddrinfo", ("login.microsoftonline.com", 443, 0, 0, 0)),
         ("socket.getaddrinfo", (b"management.azure.com", 443, 0, 0, 0)),
