@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .flight import FlightTable
     from .tokens import AccessTokenInfo
 
-__all__ = ["TokenCall", "TokenSource", "acquire_flow"]
+__all__ = ["TokenCall", "TokenSource", "acquire_alone", "acquire_flow"]
 
 
 class TokenCall(NamedTuple):
@@ -126,3 +126,20 @@ def _lead(
         return _serve(cache, call, key, entry)
     finally:
         flights.leave(key, ticket.flight, outcome)
+
+
+class _Unshared:
+    """The event of a flight nobody else can join: nothing ever waits on it."""
+
+    def set(self) -> None:
+        """Nobody to wake."""
+
+
+def acquire_alone(source: TokenSource, call: TokenCall, now: float) -> Flow[AccessTokenInfo]:
+    """`acquire_flow` run inside another flow (a chain's member, a managed identity's token as an
+    assertion): the source's cache and refresh rules, in a flight of its own. Waiting on another
+    caller's flight would need the adapter's kind of event, which a core flow does not have; the
+    outer flow's own flight already keeps its callers to one request."""
+    from .flight import FlightTable
+
+    return (yield from acquire_flow(source, call, FlightTable(_Unshared), now))

@@ -16,11 +16,10 @@ import sys
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
-from ..acquire import TokenCall, acquire_flow
+from ..acquire import TokenCall, acquire_alone
 from ..cache import Serve, TokenCache
 from ..effects import FileContent, HttpRequest, ReadFile
 from ..errors import ConfigError, CredentialUnavailableError, TransportError
-from ..flight import FlightTable
 from ..logs import debug
 from ..options import check_scopes, merge_claims
 from ..wire import default_entropy, new_request_id, user_agent
@@ -249,13 +248,6 @@ def _detect_imds(
         return _Detected("imds", imds_source(base), imds_overridden=True)
     agent = arc_source(ARC_AGENT_ENDPOINT, key_directory=arc_key_directory, platform=platform, env=env)
     return _Detected("imds", imds_source(None), agent_path=_arc_agent_path(platform, env), agent=agent)
-
-
-class _Unshared:
-    """The event of a flight nobody else can join (an assertion's own FlightTable): nothing waits."""
-
-    def set(self) -> None:
-        """Nobody to wake."""
 
 
 class ManagedIdentityCredential:
@@ -592,6 +584,5 @@ class ManagedIdentityAssertion:
         Raises:  what the managed-identity credential raises.
         """
         call = TokenCall((self._scope,), None, None, False)
-        # A flight of its own: waiting on another caller would need the adapter's event kind.
-        info = yield from acquire_flow(self._credential, call, FlightTable(_Unshared), now)
+        info = yield from acquire_alone(self._credential, call, now)
         return info.token
