@@ -15,6 +15,9 @@ from importlib import import_module
 # Not `typing.TYPE_CHECKING`: importing typing alone costs ~9 ms here. mypy honours the name.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .devtools.az import AzureCliCredential
+    from .devtools.azd import AzureDeveloperCliCredential
+    from .devtools.pwsh import AzurePowerShellCredential
     from .drive import arun, run
     from .effects import (
         AwaitFlight,
@@ -62,6 +65,9 @@ _HOMES = {
     "EnvironmentCredential": "entra.environment",
     "UsernamePasswordCredential": "entra.password",
     "ManagedIdentityCredential": "managed_identity.credential",
+    "AzureCliCredential": "devtools.az",
+    "AzureDeveloperCliCredential": "devtools.azd",
+    "AzurePowerShellCredential": "devtools.pwsh",
     "AzureAuthorityHosts": "entra.authority",
     "AccessToken": "tokens",
     "AccessTokenInfo": "tokens",
@@ -99,7 +105,10 @@ __all__ = [
     "AwaitFlight",
     "AzidError",
     "AzureAuthorityHosts",
+    "AzureCliCredential",
+    "AzureDeveloperCliCredential",
     "AzurePipelinesCredential",
+    "AzurePowerShellCredential",
     "CertificateCredential",
     "ClientAssertionCredential",
     "ClientCertificateCredential",

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from .effects import ReadFile
 
-__all__ = ["clock", "environ", "new_event", "read_file", "sleep"]
+__all__ = ["clock", "environ", "local_naive_to_epoch", "new_event", "read_file", "sleep"]
 
 clock = time.time
 sleep = time.sleep
@@ -31,6 +31,14 @@ def environ() -> Mapping[str, str]:
     """The process environment. Constructors read what they need from it once, at construction
     (PROTOCOL.md §0.2), and keep only those values: no copy of the whole mapping is needed."""
     return os.environ
+
+
+def local_naive_to_epoch(text: str) -> float:
+    """Epoch seconds of `YYYY-MM-DD HH:MM:SS[.f]` read as this host's local time (TZ, the zone
+    database): how the Azure CLI's `expiresOn` is meant (PROTOCOL.md §0.6, §5.2)."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(text).timestamp()  # a naive datetime is local time
 
 
 # O_NONBLOCK: opening a FIFO must not wait for a writer (it is then refused as not a regular file).
