@@ -2,10 +2,10 @@
 
 `CredentialBase` (sync) and `AsyncCredentialBase` differ only in how they wait: the first calls,
 the second awaits. Both answer a cached token with one lookup and one clock compare, and otherwise
-drive `acquire_flow`; an adapter supplies only its HTTP call (and, async, its sleep and event).
-Effects that need no library are carried out here: a `ReadFile` (a small local file, read inline:
-a thread hop would cost more than the read) and a `FunctionCall` (user code, awaited when the async
-frontend gets an awaitable back).
+drive `acquire_flow`; an adapter supplies only its HTTP call (and, async, its sleep, event and
+`RunCommand`). Effects that need no library are carried out here: a `ReadFile` (a small local file,
+read inline: a thread hop would cost more than the read), a `FunctionCall` (user code, awaited when
+the async frontend gets an awaitable back) and, sync, a `RunCommand` (`blocking.run_command`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import blocking
 from .acquire import TokenCall, acquire_flow
 from .drive import arun, run
-from .effects import AwaitFlight, FunctionCall, FunctionResult, HttpRequest, ReadFile, Sleep
+from .effects import AwaitFlight, FunctionCall, FunctionResult, HttpRequest, ReadFile, RunCommand, Sleep
 from .errors import AzidError
 from .flight import FlightTable
 from .tokens import AccessToken
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from .acquire import TokenSource
-    from .effects import Effect, HttpResponse, Reply, Waitable
+    from .effects import CommandResult, Effect, HttpResponse, Reply, Waitable
     from .tokens import AccessTokenInfo
 
 __all__ = ["AsyncCredentialBase", "CredentialBase"]
@@ -62,6 +62,10 @@ class CredentialBase(ABC):
     def _sleep(self, seconds: float) -> None:
         blocking.sleep(seconds)
 
+    def _run(self, command: RunCommand) -> CommandResult:
+        """Run a developer tool (PROTOCOL.md §0.1 "Processes"); the same for every sync adapter."""
+        return blocking.run_command(command)
+
     def _send(self, effect: Effect) -> Reply:
         if isinstance(effect, HttpRequest):
             return self._http(effect)
@@ -78,6 +82,8 @@ class CredentialBase(ABC):
                 return FunctionResult(effect.function())
             except Exception as exc:  # the flow decides what the failure means
                 return FunctionResult(error=exc)
+        if isinstance(effect, RunCommand):
+            return self._run(effect)
         raise _unsupported(effect)
 
     def _acquire(self, call: TokenCall) -> AccessTokenInfo:
@@ -123,7 +129,7 @@ class CredentialBase(ABC):
 
 class AsyncCredentialBase(ABC):
     """An async credential over a core credential; subclasses implement `_http`, `_sleep`,
-    `_new_event` and `close`, with anyio or trio (never asyncio-only APIs)."""
+    `_new_event`, `_run` and `close`, with anyio or trio (never asyncio-only APIs)."""
 
     def __init__(self, core: TokenSource, *, clock: Callable[[], float] | None = None) -> None:
         self._core = core
@@ -146,6 +152,11 @@ class AsyncCredentialBase(ABC):
     def _new_event(self) -> Waitable:
         """An event of the adapter's event loop, for single-flight waiters."""
 
+    @abstractmethod
+    async def _run(self, command: RunCommand) -> CommandResult:
+        """Run a developer tool on the adapter's event loop, with `blocking.command_line` and
+        `blocking.kill_group` (PROTOCOL.md §0.1 "Processes")."""
+
     async def _send(self, effect: Effect) -> Reply:
         if isinstance(effect, HttpRequest):
             return await self._http(effect)
@@ -166,6 +177,8 @@ class AsyncCredentialBase(ABC):
             except Exception as exc:  # the flow decides what the failure means
                 return FunctionResult(error=exc)
             return FunctionResult(value)
+        if isinstance(effect, RunCommand):
+            return await self._run(effect)
         raise _unsupported(effect)
 
     async def _acquire(self, call: TokenCall) -> AccessTokenInfo:

@@ -16,11 +16,16 @@ for `bypass_proxy` and pins, the `sni_hostname` request extension for `tls_serve
 no CA or hostname check but httpx's `trace` extension, which sees the TLS stream once the handshake is
 done and before the request is written: a leaf whose SHA-1 is not the pin closes the stream and fails
 the request with `pin_mismatch`, so not one request byte is sent.
+
+`AsyncCredential` runs developer tools with `anyio.open_process` (PROTOCOL.md §0.1 "Processes"): both
+output streams read up to their cap inside one `anyio.fail_after`; on timeout, overflow or
+cancellation the child's whole process group is killed and reaped.
 """
 
 from __future__ import annotations
 
 import ssl
+import subprocess
 import threading
 import time
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -28,7 +33,8 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 import anyio
 import httpx
 
-from azid_core.effects import HttpRequest, HttpResponse
+from azid_core import blocking
+from azid_core.effects import CommandResult, HttpRequest, HttpResponse
 from azid_core.errors import TransportError
 from azid_core.frontend import AsyncCredentialBase, CredentialBase
 from azid_core.transport import BodyBuffer, TlsSetting, check_pin, pem_text
@@ -37,8 +43,10 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
     from typing import Any
 
+    from anyio.abc import ByteReceiveStream
+
     from azid_core.acquire import TokenSource
-    from azid_core.effects import Waitable
+    from azid_core.effects import RunCommand, Waitable
 
 __all__ = ["AsyncCredential", "Credential"]
 
@@ -186,6 +194,16 @@ def from_httpx(response: httpx.Response, body: bytes) -> HttpResponse:
     return HttpResponse(response.status_code, tuple(response.headers.items()), body)
 
 
+async def _drain(stream: ByteReceiveStream, into: bytearray, limit: int, scope: anyio.CancelScope) -> None:
+    """Read a child's output to its end, or to one byte over `limit`, which cancels `scope`."""
+    try:
+        while len(into) <= limit:
+            into += await stream.receive(min(limit + 1 - len(into), 1 << 16))
+    except anyio.EndOfStream:
+        return
+    scope.cancel()
+
+
 C = TypeVar("C", httpx.Client, httpx.AsyncClient)
 
 
@@ -299,6 +317,40 @@ class AsyncCredential(AsyncCredentialBase):
         except TimeoutError as exc:
             raise TransportError("timeout", f"no complete response within {request.timeout} s") from exc
         return from_httpx(response, body.getvalue())
+
+    async def _run(self, command: RunCommand) -> CommandResult:
+        line = blocking.command_line(command)
+        try:
+            process = await anyio.open_process(
+                line.argv,
+                stdin=subprocess.DEVNULL,
+                cwd=line.cwd,
+                env=line.env,
+                **line.group,
+            )
+        except OSError as exc:
+            raise blocking.spawn_failure(line.argv[0], exc) from exc
+        assert process.stdout is not None  # PIPE, anyio's default
+        assert process.stderr is not None
+        outputs = (bytearray(), bytearray())
+        limit = command.max_output_bytes
+        try:
+            with anyio.fail_after(command.timeout):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(_drain, process.stdout, outputs[0], limit, group.cancel_scope)
+                    group.start_soon(_drain, process.stderr, outputs[1], limit, group.cancel_scope)
+                if max(map(len, outputs)) > limit:
+                    raise blocking.command_too_large(command)
+                returncode = await process.wait()
+        except BaseException as exc:
+            # Whether or not the child itself has exited: what it started may hold the pipes.
+            blocking.kill_group(process.pid)
+            if isinstance(exc, TimeoutError):
+                raise blocking.command_timeout(command) from None
+            raise
+        finally:
+            await process.aclose()  # closes the pipes and reaps the child (shielded if cancelled)
+        return CommandResult(returncode, bytes(outputs[0]), bytes(outputs[1]))
 
     async def close(self) -> None:
         for client in self._clients.take_own():

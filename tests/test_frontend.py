@@ -5,7 +5,7 @@ reads the clock after a failed refresh (which must not wait)."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 import httpx
@@ -14,7 +14,7 @@ import trio
 
 import azid_httpx
 import azid_trio
-from azid_core import AzidError, ClientSecretCredential, HttpRequest, RunCommand
+from azid_core import AzidError, ClientSecretCredential, HttpRequest
 from azid_core.cache import TokenCache
 from azid_core.testing import EntraEmulator
 from tests.conftest import CLIENT, SECRET, TENANT, FakeClock
@@ -52,8 +52,14 @@ def _setup() -> tuple[FakeClock, EntraEmulator, ClientSecretCredential]:
     )
 
 
-class _RunsCommands:
-    """A core credential whose fetch asks for a process: no adapter here can run one yet."""
+class _Telepathy(NamedTuple):
+    """An effect no adapter performs."""
+
+    question: str
+
+
+class _AsksTheImpossible:
+    """A core credential whose fetch asks for an effect that no adapter can perform."""
 
     def __init__(self) -> None:
         self.token_cache = TokenCache()
@@ -62,7 +68,7 @@ class _RunsCommands:
         return (call.scopes, "", False, "runs-commands")
 
     def fetch_flow(self, call: TokenCall, key: CacheKey, now: float) -> Generator[Any, Any, AccessTokenInfo]:
-        yield RunCommand(("az", "account", "get-access-token"))
+        yield _Telepathy("what is the token?")
         raise AssertionError("not reached")
 
 
@@ -74,8 +80,8 @@ def test_sync_get_token_info_options_and_unsupported_effects() -> None:
         with_claims = cred.get_token_info(SCOPE, options={"claims": CLAIMS})
         assert with_claims.token != first.token
         assert emulator.token_requests == 2
-    with pytest.raises(AzidError, match="cannot perform RunCommand"):
-        azid_httpx.Credential(_RunsCommands(), httpx.Client()).get_token(SCOPE)
+    with pytest.raises(AzidError, match="cannot perform _Telepathy"):
+        azid_httpx.Credential(_AsksTheImpossible(), httpx.Client()).get_token(SCOPE)
 
 
 def test_sync_fallback_reads_the_clock_with_a_real_zero_sleep() -> None:
@@ -106,8 +112,8 @@ def test_async_get_token_info_options_fallback_and_unsupported_effects(backend: 
             served = await cred.get_token(SCOPE)  # the refresh fails: the still-valid token is served
             assert served.token == claimed.token
         await client.aclose()
-        with pytest.raises(AzidError, match="cannot perform RunCommand"):
-            await azid_httpx.AsyncCredential(_RunsCommands(), httpx.AsyncClient()).get_token(SCOPE)
+        with pytest.raises(AzidError, match="cannot perform _Telepathy"):
+            await azid_httpx.AsyncCredential(_AsksTheImpossible(), httpx.AsyncClient()).get_token(SCOPE)
 
     anyio.run(scenario, backend=backend)
     assert emulator.token_requests == 3
@@ -136,7 +142,7 @@ def test_abstract_bases_need_an_adapter() -> None:
     bases: list[Callable[..., Any]] = [CredentialBase, AsyncCredentialBase]
     for base in bases:
         with pytest.raises(TypeError, match="abstract"):
-            base(_RunsCommands())
+            base(_AsksTheImpossible())
 
 
 def test_arguments_of_the_wrong_type_are_config_errors() -> None:
