@@ -15,6 +15,7 @@ from importlib import import_module
 # Not `typing.TYPE_CHECKING`: importing typing alone costs ~9 ms here. mypy honours the name.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .chains import ChainedTokenCredential, DefaultAzureCredential, DeveloperToolsCredential
     from .devtools.az import AzureCliCredential
     from .devtools.azd import AzureDeveloperCliCredential
     from .devtools.pwsh import AzurePowerShellCredential
@@ -66,6 +67,9 @@ _HOMES = {
     "UsernamePasswordCredential": "entra.password",
     "ManagedIdentityCredential": "managed_identity.credential",
     "AzureCliCredential": "devtools.az",
+    "ChainedTokenCredential": "chains",
+    "DefaultAzureCredential": "chains",
+    "DeveloperToolsCredential": "chains",
     "AzureDeveloperCliCredential": "devtools.azd",
     "AzurePowerShellCredential": "devtools.pwsh",
     "AzureAuthorityHosts": "entra.authority",
@@ -110,6 +114,7 @@ __all__ = [
     "AzurePipelinesCredential",
     "AzurePowerShellCredential",
     "CertificateCredential",
+    "ChainedTokenCredential",
     "ClientAssertionCredential",
     "ClientCertificateCredential",
     "ClientSecretCredential",
@@ -117,7 +122,9 @@ __all__ = [
     "ConfigError",
     "CredentialBase",
     "CredentialUnavailableError",
+    "DefaultAzureCredential",
     "DeveloperToolError",
+    "DeveloperToolsCredential",
     "EnvironmentCredential",
     "FileContent",
     "FunctionCall",
