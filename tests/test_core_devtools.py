@@ -773,9 +773,11 @@ def test_the_token_never_shows(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_the_environment_defaults_to_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AZID_PROCESS_TIMEOUT", "7")
-    assert AzureCliCredential(platform="linux")._timeout == 7.0
-    monkeypatch.setattr(sys, "platform", "linux")
-    assert AzureDeveloperCliCredential(env={})._cwd == "/bin"
+    monkeypatch.setenv("SYSTEMROOT", "C:\\Windows")
+    io = ScriptedIO(done(ft.azd_output(TOKEN)))
+    fetch(AzureDeveloperCliCredential(), io)  # env and platform: this process's
+    assert commands(io)[0].timeout == 7.0
+    assert commands(io)[0].cwd == ("C:\\Windows" if sys.platform == "win32" else "/bin")
 
 
 @pytest.mark.parametrize("cache_tokens", [True, False])
