@@ -901,3 +901,10 @@ def test_a_placeholder_is_unavailable_in_every_method() -> None:
         placeholder.cache_key(call)
     with pytest.raises(CredentialUnavailableError, match=r"^WorkloadIdentityCredential: missing "):
         placeholder.fetch_flow(call, ((SCOPE,), "", False, "x"), NOW)
+
+
+def test_a_default_azure_credential_pickles_with_its_members_and_reasons() -> None:
+    chain = dac(APP_SERVICE_ENV, exclude_cli_credential=True, exclude_interactive_browser_credential=False)
+    copy = pickle.loads(pickle.dumps(chain))
+    assert str(copy.explain()) == str(chain.explain())
+    assert names(copy) == names(chain)
