@@ -209,7 +209,7 @@ def test_a_timeout_kills_the_whole_process_group(
     elapsed = time.monotonic() - started
     assert error.kind == "timeout"
     assert str(error) == f"timeout: slow did not finish within {DEADLINE} s"
-    assert DEADLINE <= elapsed < DEADLINE + 0.4  # prompt: the grandchild's pipes did not hold it
+    assert DEADLINE <= elapsed < DEADLINE + 1.0  # prompt: the grandchild's pipes did not hold it
     for pid in map(int, pid_file.read_text().split()):
         _wait_until_dead(pid)
     assert not marker.exists()  # killed before its write, and it can write nothing now
