@@ -105,7 +105,7 @@ def test_effects_are_immutable() -> None:
 
 def test_lazy_names_resolve_to_their_homes() -> None:
     # What users construct and catch, plus the effects for adapter authors: kept small.
-    assert len(azid_core.__all__) <= 45  # 42 with the developer tools, 45 with the chains (issue 8)
+    assert len(azid_core.__all__) <= 45  # 42 since issue 8 added the developer tools and the chains
     assert dir(azid_core) == sorted(azid_core.__all__)
     import importlib
 
