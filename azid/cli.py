@@ -102,7 +102,12 @@ def adapter_credential(core: TokenSource, *, ca_file: str | None = None) -> Cred
 
 
 class _NoSource:
-    """A stand-in core for an adapter used only to send one request (`fetch`)."""
+    """A stand-in core for an adapter used only to send one request (`fetch`): it never fetches."""
+
+    def __init__(self) -> None:
+        from azid_core.cache import TokenCache
+
+        self.token_cache = TokenCache()
 
 
 def fetch(request: HttpRequest) -> HttpResponse:

@@ -158,11 +158,11 @@ class EmulatorServer:
         host: str = LOOPBACK,
     ) -> None:
         if host != LOOPBACK:
-            raise ServerError(f"azid: the emulator binds {LOOPBACK} only, not {host}")
+            raise ServerError(f"the emulator binds {LOOPBACK} only, not {host}")
         try:
             self._server = _Server(port, handler, "https" if tls else "http")
         except OSError as exc:  # a port in use is the one an ordinary run meets
-            raise ServerError(f"azid: cannot listen on {LOOPBACK}:{port}: {exc.strerror}") from exc
+            raise ServerError(f"cannot listen on {LOOPBACK}:{port}: {exc.strerror}") from exc
         self.tls = tls
         self.ca_file: str | None = None
         self._folder: tempfile.TemporaryDirectory[str] | None = None
