@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from azid_core.testing import EntraEmulator
+from azid_core.testing import IdentityEmulator
 from tests.loopback import LoopbackServer, guard_network
 from tests.paths import Path, all_paths
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 # Every test runs with this guard: any connection or name lookup off the loopback interface fails.
 guard_network()
@@ -41,15 +43,23 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(scope="session")
+def signing_key() -> RSAPrivateKey:
+    """One RSA key for the session's emulators: generating one costs about 50 ms."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
 @pytest.fixture
-def emulator(clock: FakeClock) -> EntraEmulator:
-    emulator = EntraEmulator(clock=clock)
+def emulator(clock: FakeClock, signing_key: RSAPrivateKey) -> IdentityEmulator:
+    emulator = IdentityEmulator(clock=clock, signing_key=signing_key)
     emulator.add_app(TENANT, CLIENT, SECRET)
     return emulator
 
 
 @pytest.fixture
-def server(emulator: EntraEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackServer]:
+def server(emulator: IdentityEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackServer]:
     """The emulator over HTTPS on 127.0.0.1. REQUESTS_CA_BUNDLE (requests) and SSL_CERT_FILE (httpx,
     and ssl.create_default_context for azid_trio) name its CA, as a user's environment would."""
     with LoopbackServer(emulator) as server, server.ca_file() as ca_file:

@@ -2,7 +2,9 @@
 
 Used by the adapter tests and the benchmarks to put azid on a real socket, with TLS from a
 throwaway trustme CA (or a certificate the test gives, such as a self-signed one no CA vouches for).
-Each connection gets a thread; keep-alive is on, as in real services. The server counts the requests
+Each connection gets a thread; keep-alive is on, as in real services. A handler with a `serve` method
+(the emulators) has its `Served` replies acted out: a `delay` slept before answering, a `drop` that
+closes the connection after that many body bytes. The server counts the requests
 and the raw bytes it received, so a test can assert that a client sent nothing. `TrapProxy` is a
 listener that records every connection, for proxy tests.
 """
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import trustme
 
 from azid_core.effects import HttpRequest, HttpResponse
+from azid_core.testing.service import Served
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -91,16 +94,24 @@ class _RequestHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         url = f"{self.server.scheme}://127.0.0.1:{self.server.server_address[1]}{self.path}"
         request = HttpRequest(self.command, url, tuple(self.headers.items()), body)
-        if self.server.delay:
-            time.sleep(self.server.delay)  # the server is slow; clients' clocks are not involved
-        response = self.server.handler(request)
+        serve = getattr(self.server.handler, "serve", None)
+        served: Served = serve(request) if serve is not None else Served(self.server.handler(request))
+        response = served.response
+        delay = self.server.delay + served.delay
+        if delay:
+            time.sleep(delay)  # the server is slow; clients' clocks are not involved
         self.send_response(response.status)
         for name, value in response.headers:
             if name.lower() not in {"content-length", "connection"}:
                 self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
-        self.wfile.write(response.body)
+        if served.drop is None:
+            self.wfile.write(response.body)
+        else:
+            # A connection lost mid-body: part of what Content-Length promised, then the socket closes.
+            self.wfile.write(response.body[: served.drop])
+            self.close_connection = True
 
     do_GET = do_POST = _serve
 

@@ -34,6 +34,8 @@ from azid_core.wire import SERVICE_POLICY
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
     from azid_core.effects import Effect, Reply
     from azid_core.entra.confidential import EntraCredential
     from azid_core.tokens import AccessTokenInfo
@@ -660,9 +662,9 @@ ISSUER, SUBJECT = "https://oidc.aks.example/issuer", "system:serviceaccount:defa
 
 
 @pytest.fixture
-def emulator() -> EntraEmulator:
-    emulator = EntraEmulator(clock=lambda: NOW)
-    emulator.add_app(TENANT, CLIENT).federated.append((ISSUER, SUBJECT))
+def emulator(signing_key: RSAPrivateKey) -> EntraEmulator:
+    emulator = EntraEmulator(clock=lambda: NOW, signing_key=signing_key)
+    emulator.add_app(TENANT, CLIENT).add_federated(ISSUER, SUBJECT)
     return emulator
 
 
@@ -693,29 +695,28 @@ def test_emulator_accepts_a_registered_federated_identity(emulator: EntraEmulato
 def test_emulator_refuses_bad_federated_assertions(emulator: EntraEmulator) -> None:
     import jwt
 
-    other_key = jwt.encode(
-        {"iss": ISSUER, "sub": SUBJECT, "aud": "api://AzureADTokenExchange", "exp": 2 * 10**9}, "k" * 32
-    )
+    claims = {"iss": ISSUER, "sub": SUBJECT, "aud": "api://AzureADTokenExchange", "exp": 2 * 10**9}
+    other_key = EntraEmulator(clock=lambda: NOW).sign(claims)
     assert aadsts(exchange(emulator, other_key)) == 700027
-    not_json = jwt.api_jws.encode(b"not json", emulator.signing_key, algorithm="HS256")
+    assert aadsts(exchange(emulator, jwt.encode(claims, "k" * 32))) == 50027  # HS256: not Entra's
+    not_json = jwt.api_jws.encode(b"not json", emulator.key.private_key, algorithm="RS256")
     assert aadsts(exchange(emulator, not_json)) == 50027
-    no_sub = jwt.encode({"iss": ISSUER, "aud": "x", "exp": 2 * 10**9}, emulator.signing_key)
+    no_sub = emulator.sign({"iss": ISSUER, "aud": "x", "exp": 2 * 10**9})
     assert aadsts(exchange(emulator, no_sub)) == 50027
-    text_exp = jwt.encode({"iss": ISSUER, "sub": SUBJECT, "aud": "x", "exp": "soon"}, emulator.signing_key)
+    text_exp = emulator.sign({"iss": ISSUER, "sub": SUBJECT, "aud": "x", "exp": "soon"})
     assert aadsts(exchange(emulator, text_exp)) == 50027
     expired = emulator.federated_token(ISSUER, SUBJECT, lifetime=0)
     response = exchange(emulator, expired)
     assert (response.status, aadsts(response)) == (400, 700024)
     assert "not within its valid time range" in json.loads(response.body)["error_description"]
-    future = jwt.encode(
+    future = emulator.sign(
         {
             "iss": ISSUER,
             "sub": SUBJECT,
             "aud": "api://AzureADTokenExchange",
             "nbf": NOW + 60,
             "exp": NOW + 600,
-        },
-        emulator.signing_key,
+        }
     )
     assert aadsts(exchange(emulator, future)) == 700024
     assert (

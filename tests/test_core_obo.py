@@ -506,10 +506,8 @@ def test_the_emulator_refuses_bad_obo_requests(
     assertions = {
         "audience": user(emulator, audience="other-app"),
         "tenant": user(emulator, tenant="tenant-b"),
-        "app-token": jwt.encode({"aud": CLIENT, "exp": int(NOW) + 60, "tid": TENANT}, emulator.signing_key),
-        "expired": jwt.encode(
-            {**emulator.decode(form["assertion"]), "exp": int(NOW)}, emulator.signing_key, algorithm="HS256"
-        ),
+        "app-token": emulator.sign({"aud": CLIENT, "exp": int(NOW) + 60, "tid": TENANT}),
+        "expired": emulator.sign({**emulator.decode(form["assertion"]), "exp": int(NOW)}),
     }
     form.update(change)
     form["assertion"] = assertions.get(form["assertion"], form["assertion"])

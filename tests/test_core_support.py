@@ -27,6 +27,8 @@ from azid_core.testing import EntraEmulator, ScriptedIO
 from azid_core.testing.entra import JWT_BEARER
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
     from azid_core.effects import Effect
 
 NOW = 1_700_000_000.0
@@ -253,8 +255,8 @@ def body_of(response: HttpResponse) -> dict[str, Any]:
 
 
 @pytest.fixture
-def emulator() -> EntraEmulator:
-    em = EntraEmulator(clock=lambda: NOW)
+def emulator(signing_key: RSAPrivateKey) -> EntraEmulator:
+    em = EntraEmulator(clock=lambda: NOW, signing_key=signing_key)
     app = em.add_app("tenant-a", "app-a", "s")
     assert (app.tenant_id, app.client_id, app.client_secret) == ("tenant-a", "app-a", "s")
     assert em.apps[("tenant-a", "app-a")] is app
@@ -270,13 +272,16 @@ def test_emulator_issues_tokens(emulator: EntraEmulator) -> None:
     assert "refresh_in" not in body
     claims = emulator.decode(body["access_token"])
     assert claims["aud"] == "api://x"
-    assert (claims["iat"], claims["nbf"], claims["exp"]) == (int(NOW), int(NOW), int(NOW) + 3600)
-    assert (claims["appid"], claims["tid"], claims["sub"], claims["uti"]) == (
+    assert (claims["iat"], claims["nbf"], claims["exp"]) == (int(NOW), int(NOW) - 300, int(NOW) + 3600)
+    app = emulator.apps[("tenant-a", "app-a")]
+    assert (claims["appid"], claims["tid"], claims["oid"], claims["sub"], claims["uti"]) == (
         "app-a",
         "tenant-a",
-        "app-a",
+        app.object_id,
+        app.object_id,
         "emulator-1",
     )
+    assert claims["iss"] == "https://sts.windows.net/tenant-a/"
     assert "xms_cc" not in claims
     assert emulator.issued == 1
     assert emulator.token_requests == 1
@@ -355,9 +360,9 @@ def test_emulator_fail_next(emulator: EntraEmulator) -> None:
     assert emulator.issued == 1
 
 
-def test_emulator_clock_is_read_per_token() -> None:
+def test_emulator_clock_is_read_per_token(signing_key: RSAPrivateKey) -> None:
     times = iter([NOW, NOW + 100])
-    em = EntraEmulator(clock=lambda: next(times), token_lifetime=60, signing_key="k" * 32)
+    em = EntraEmulator(clock=lambda: next(times), token_lifetime=60, signing_key=signing_key)
     em.add_app("tenant-a", "app-a", "s")
     exps = [em.decode(body_of(post(em))["access_token"])["exp"] for _ in range(2)]
     assert exps == [int(NOW) + 60, int(NOW) + 160]

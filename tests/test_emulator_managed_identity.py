@@ -4,7 +4,7 @@ required headers and query, identities, expiry forms, the Arc challenge, faults,
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import pytest
@@ -16,6 +16,9 @@ from azid_core.managed_identity.common import Selector, SourceCall
 from azid_core.managed_identity.service_fabric import service_fabric_flow, service_fabric_source
 from azid_core.testing.managed_identity import API_VERSIONS, PATHS, ManagedIdentityEmulator
 from azid_core.tokens import parse_expiry
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 NOW = 1_800_000_000  # 2027-01-15T08:00:00Z
 BASE = "http://127.0.0.1:8080"
@@ -38,8 +41,8 @@ SELECTOR_NAMES = {
 
 
 @pytest.fixture
-def emulator() -> ManagedIdentityEmulator:
-    emulator = ManagedIdentityEmulator(clock=lambda: NOW)
+def emulator(signing_key: RSAPrivateKey) -> ManagedIdentityEmulator:
+    emulator = ManagedIdentityEmulator(clock=lambda: NOW, signing_key=signing_key)
     emulator.add_user_assigned(*UA)
     return emulator
 
@@ -223,8 +226,10 @@ def test_expiry_forms(emulator: ManagedIdentityEmulator, source: str, form: str,
 
 
 @pytest.mark.parametrize(("hours", "expected"), [(4, "12:00:00 PM"), (16, "12:00:00 AM"), (9, "5:00:00 PM")])
-def test_azure_ml_twelve_hour_clock(hours: int, expected: str) -> None:
-    emulator = ManagedIdentityEmulator(clock=lambda: NOW, token_lifetime=hours * 3600)
+def test_azure_ml_twelve_hour_clock(hours: int, expected: str, signing_key: RSAPrivateKey) -> None:
+    emulator = ManagedIdentityEmulator(
+        clock=lambda: NOW, token_lifetime=hours * 3600, signing_key=signing_key
+    )
     emulator.expiry_form["azure_ml"] = "date"
     stamp = body(ask(emulator, "azure_ml"))["expires_on"]
     assert expected in stamp

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path as FilePath
 
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
     from azid_core.effects import HttpRequest
     from tests.conftest import FakeClock
     from tests.paths import Path
@@ -69,8 +71,8 @@ class Servers(NamedTuple):
 
 
 @pytest.fixture
-def mi(clock: FakeClock, tmp_path: FilePath) -> ManagedIdentityEmulator:
-    emulator = ManagedIdentityEmulator(clock=clock)
+def mi(clock: FakeClock, tmp_path: FilePath, signing_key: RSAPrivateKey) -> ManagedIdentityEmulator:
+    emulator = ManagedIdentityEmulator(clock=clock, signing_key=signing_key)
     emulator.add_user_assigned(*USER)
     # The Arc agent writes a key file and names it in its challenge; here the test writes it.
     key_file = tmp_path / "azid-path-test.key"

@@ -1,9 +1,12 @@
 """`EntraEmulator`: a pure request handler playing Microsoft Entra ID (PROTOCOL.md §1, §2).
 
-It serves `POST {authority}/{tenant}/oauth2/v2.0/token` for every confidential grant azid sends, an
-ADFS farm (`/adfs/...`) and the Azure Pipelines OIDC endpoint. It records every request, issues
-HS256-signed JWT access tokens, answers AADSTS errors as the real service does, and can be told to
-fail the next requests.
+It serves `POST {authority}/{tenant}/oauth2/v2.0/token` for every confidential grant azid sends, the
+tenant's OpenID configuration (`GET {authority}/{tenant}/v2.0/.well-known/openid-configuration`) and
+JWKS (`GET {authority}/{tenant}/discovery/v2.0/keys`), an ADFS farm (`/adfs/...`), the user realm and
+the Azure Pipelines OIDC endpoint. It records every request, issues RS256 JWT access tokens with the
+claims resource servers check (`testing.service.SigningKey`; `decode` verifies them), answers AADSTS
+errors as the real service does, and injects faults (`testing.service.Fault`). `IdentityEmulator`
+(`testing.emulator`) adds the managed-identity endpoints on the same handler.
 
 How a client proves itself is checked by `EntraApp`'s registrations: a secret, certificates (see
 `testing.certificates`) and federated identities (see `testing.federated`). Grants other than
@@ -17,16 +20,20 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..effects import HttpRequest, HttpResponse
+from .service import JSON_HEADERS, NOT_BEFORE_SKEW, Service
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
     from .obo import EntraUser, RefreshGrant
 
 __all__ = ["JWT_BEARER", "EntraApp", "EntraEmulator", "EntraFault"]
 
-JSON_HEADERS = (("Content-Type", "application/json; charset=utf-8"),)
 TOKEN_PATH = "/oauth2/v2.0/token"
+OPENID_PATH = "/v2.0/.well-known/openid-configuration"
+JWKS_PATH = "/discovery/v2.0/keys"
 ADFS_CONFIGURATION_PATH = "/adfs/.well-known/openid-configuration"
 ADFS_TOKEN_PATH = "/adfs/oauth2/token"
 USER_REALM_PATH = "/common/userrealm/"
@@ -45,12 +52,16 @@ class EntraFault(NamedTuple):
 
 
 class EntraApp:
-    """An app registration: its tenant, client ID, and the credentials it accepts."""
+    """An app registration: its tenant, client ID, service principal object ID (`oid` in its
+    tokens), and the credentials it accepts."""
 
     def __init__(self, tenant_id: str, client_id: str, client_secret: str | None = None) -> None:
+        import uuid
+
         self.tenant_id = tenant_id
         self.client_id = client_id
         self.client_secret = client_secret
+        self.object_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"azid-emulator/{tenant_id}/app/{client_id}"))
         self.certificates: list[bytes] = []  # DER of each registered certificate
         self.federated: list[tuple[str, str]] = []  # (issuer, subject) of each federated identity
 
@@ -60,9 +71,14 @@ class EntraApp:
 
         self.certificates.append(certificate_der(certificate))
 
+    def add_federated(self, issuer: str, subject: str) -> None:
+        """Accept federated tokens from `issuer` about `subject` as client assertions (§2.3)."""
+        self.federated.append((issuer, subject))
 
-class EntraEmulator:
-    """Plays Entra ID's token endpoint; see the module docstring."""
+
+class EntraEmulator(Service):
+    """Plays Entra ID's token endpoint; see the module docstring. `signing_key` (an RSA private key)
+    spares generating one per emulator, as a test suite's session-wide key does."""
 
     def __init__(
         self,
@@ -70,15 +86,12 @@ class EntraEmulator:
         clock: Callable[[], float],
         token_lifetime: int = 3600,
         refresh_in: int | None = None,
-        signing_key: str = "azid-emulator-signing-key-0123456789abcdef",
+        signing_key: RSAPrivateKey | None = None,
     ) -> None:
-        self.clock = clock
+        super().__init__(clock=clock, signing_key=signing_key)
         self.token_lifetime = token_lifetime
         self.refresh_in = refresh_in
-        self.signing_key = signing_key
         self.apps: dict[tuple[str, str], EntraApp] = {}
-        self._faults: list[HttpResponse] = []
-        self.requests: list[HttpRequest] = []
         self.issued = 0
         # Azure Pipelines (see `testing.federated`): the job's System.AccessToken, and each service
         # connection's federated identity (issuer, subject) by connection ID.
@@ -114,33 +127,11 @@ class EntraEmulator:
 
         return user_token(self, tenant_id, audience_client_id, upn=upn, oid=oid)
 
-    def fail_next(
-        self, status: int, body: bytes | str | dict[str, Any], headers: tuple[tuple[str, str], ...] = ()
-    ) -> None:
-        """Answer the next token request with this reply instead (queued, first in first out)."""
-        if isinstance(body, dict):
-            payload = json.dumps(body).encode()
-            headers = JSON_HEADERS + headers
-        else:
-            payload = body.encode() if isinstance(body, str) else body
-        self._faults.append(HttpResponse(status, headers, payload))
-
-    def decode(self, token: str) -> dict[str, Any]:
-        """The claims of a token this emulator issued (signature and audience not checked)."""
-        import jwt
-
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            self.signing_key,
-            algorithms=["HS256"],
-            options={"verify_aud": False, "verify_exp": False, "verify_iat": False, "verify_nbf": False},
-        )
-        return claims
-
     def federated_token(
         self, issuer: str, subject: str, *, audience: str = FEDERATED_AUDIENCE, lifetime: int = 3600
     ) -> str:
-        """A federated token (HS256, `signing_key`) as Kubernetes or Azure Pipelines would issue it."""
+        """A federated token (signed with the emulator's key) as Kubernetes or Azure Pipelines would
+        issue it."""
         from .federated import federated_token
 
         return federated_token(self, issuer, subject, audience=audience, lifetime=lifetime)
@@ -157,34 +148,61 @@ class EntraEmulator:
 
     # -- the service --
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        self.requests.append(request)
+    def _source(self, request: HttpRequest) -> str | None:
+        path = urlsplit(request.url).path
+        if request.method != "POST":
+            return None
+        if path.endswith(OIDC_PATH):
+            return "pipelines"
+        if path.endswith(ADFS_TOKEN_PATH):
+            return "adfs"
+        return "entra" if path.endswith(TOKEN_PATH) else None
+
+    def _route(self, request: HttpRequest) -> HttpResponse:
         parts = urlsplit(request.url)
         path = parts.path
+        origin = f"{parts.scheme}://{parts.netloc}"
         if request.method == "GET" and path.endswith(ADFS_CONFIGURATION_PATH):
-            origin = f"{parts.scheme}://{parts.netloc}"
             document = {"issuer": f"{origin}/adfs", "token_endpoint": f"{origin}{ADFS_TOKEN_PATH}"}
             return HttpResponse(200, JSON_HEADERS, json.dumps(document).encode())
+        if request.method == "GET" and path.endswith(OPENID_PATH):
+            return self._openid_configuration(origin + path[: -len(OPENID_PATH)])
+        if request.method == "GET" and path.endswith(JWKS_PATH):
+            return HttpResponse(200, JSON_HEADERS, json.dumps(self.jwks()).encode())
         if request.method == "GET" and path.startswith(USER_REALM_PATH):
             from .obo import user_realm
 
             return user_realm(self, unquote(path[len(USER_REALM_PATH) :]))
-        if request.method != "POST":
-            return self.error(EntraFault(404, "not_found", 0, f"No endpoint at {request.method} {path}."))
-        if path.endswith(OIDC_PATH):
+        source = self._source(request)
+        if source == "pipelines":
             from .federated import pipelines_oidc
 
             return pipelines_oidc(self, request)
-        if self._faults:
-            return self._faults.pop(0)
-        if path.endswith(TOKEN_PATH):
-            tenant = path[: -len(TOKEN_PATH)].rsplit("/", 1)[-1]
-        elif path.endswith(ADFS_TOKEN_PATH):
+        if source == "adfs":
             tenant = "adfs"
+        elif source == "entra":
+            tenant = path[: -len(TOKEN_PATH)].rsplit("/", 1)[-1]
         else:
             return self.error(EntraFault(404, "not_found", 0, f"No endpoint at {request.method} {path}."))
         form = dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
         return self._token(tenant, form, request.url)
+
+    def _openid_configuration(self, tenant_url: str) -> HttpResponse:
+        """The tenant's OpenID configuration (§1.1). Its v2.0 `issuer` is the id_token's; access
+        tokens for resources that take v1 tokens name `https://sts.windows.net/<tid>/`, as Entra's do."""
+        document = {
+            "issuer": f"{tenant_url}/v2.0",
+            "authorization_endpoint": f"{tenant_url}/oauth2/v2.0/authorize",
+            "token_endpoint": f"{tenant_url}{TOKEN_PATH}",
+            "device_authorization_endpoint": f"{tenant_url}/oauth2/v2.0/devicecode",
+            "jwks_uri": f"{tenant_url}{JWKS_PATH}",
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        }
+        return HttpResponse(200, JSON_HEADERS, json.dumps(document).encode())
 
     def _token(self, tenant: str, form: dict[str, str], url: str) -> HttpResponse:
         grant = form.get("grant_type")
@@ -274,20 +292,21 @@ class EntraEmulator:
         extra_reply: dict[str, Any] | None = None,
     ) -> HttpResponse:
         """A token reply for `app`, for `audience`, with CAE's `xms_cc` when the claims ask for CP1."""
-        import jwt
-
         now = int(self.clock())
         self.issued += 1
         payload: dict[str, Any] = {
             "aud": audience,
             "iss": f"https://sts.windows.net/{app.tenant_id}/",
             "iat": now,
-            "nbf": now,
+            "nbf": now - NOT_BEFORE_SKEW,
             "exp": now + self.token_lifetime,
             "appid": app.client_id,
+            "idtyp": "app",
+            "oid": app.object_id,
             "tid": app.tenant_id,
-            "sub": app.client_id,
+            "sub": app.object_id,
             "uti": f"emulator-{self.issued}",
+            "ver": "1.0",
         }
         if claims and "CP1" in claims:
             payload["xms_cc"] = ["CP1"]
@@ -296,7 +315,7 @@ class EntraEmulator:
             "token_type": "Bearer",
             "expires_in": self.token_lifetime,
             "ext_expires_in": self.token_lifetime,
-            "access_token": jwt.encode(payload, self.signing_key, algorithm="HS256"),
+            "access_token": self.sign(payload),
         }
         if self.refresh_in is not None:
             reply["refresh_in"] = self.refresh_in

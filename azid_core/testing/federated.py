@@ -1,9 +1,11 @@
 """The emulator's federated side: minting federated tokens, the Azure Pipelines OIDC endpoint, and
 checking federated client assertions as Entra does (PROTOCOL.md §2.3, §2.4).
 
-Federated tokens are HS256 JWTs signed with the emulator's `signing_key`, standing in for the
-Kubernetes service-account issuer and Azure DevOps' token service. An app accepts the (issuer,
-subject) pairs in `EntraApp.federated`. AADSTS codes and texts follow Entra's error reference.
+Federated tokens are RS256 JWTs signed with the emulator's key (`testing.service.SigningKey`),
+standing in for the Kubernetes service-account issuer and Azure DevOps' token service; an assertion
+verifies only with that key, so a managed-identity token from the same emulator serves as one. An
+app accepts the (issuer, subject) pairs in `EntraApp.federated`. AADSTS codes and texts follow
+Entra's error reference.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ..effects import HttpResponse
-from .entra import FEDERATED_AUDIENCE, JSON_HEADERS, EntraFault
+from .entra import FEDERATED_AUDIENCE, EntraFault
+from .service import JSON_HEADERS
 
 if TYPE_CHECKING:
     from ..effects import HttpRequest
@@ -39,18 +42,16 @@ def federated_token(
     lifetime: int = 3600,
 ) -> str:
     """A federated token issued now (by the emulator's clock), valid for `lifetime` seconds."""
-    import jwt
-
     now = int(emulator.clock())
     payload = {"iss": issuer, "sub": subject, "aud": audience, "iat": now, "nbf": now, "exp": now + lifetime}
-    return jwt.encode(payload, emulator.signing_key, algorithm="HS256")
+    return emulator.sign(payload)
 
 
 def add_service_connection(emulator: EntraEmulator, app: EntraApp, connection_id: str) -> tuple[str, str]:
     """Register a service connection whose OIDC tokens `app` accepts; its (issuer, subject)."""
     identity = (PIPELINES_ISSUER, f"sc://azid-org/azid-project/{connection_id}")
     emulator.service_connections[connection_id] = identity
-    app.federated.append(identity)
+    app.add_federated(*identity)
     return identity
 
 
@@ -86,18 +87,7 @@ def check_federated_assertion(emulator: EntraEmulator, app: EntraApp, assertion:
     import jwt
 
     try:
-        claims = jwt.decode(
-            assertion,
-            emulator.signing_key,
-            algorithms=["HS256"],
-            options={
-                "verify_aud": False,
-                "verify_exp": False,
-                "verify_nbf": False,
-                "verify_iat": False,
-                "require": ["iss", "sub", "aud", "exp"],
-            },
-        )
+        claims = emulator.key.verify(assertion, require=("iss", "sub", "aud", "exp"))
     except jwt.InvalidSignatureError:
         return EntraFault(400, "invalid_client", 700027, "Client assertion failed signature validation.")
     except jwt.PyJWTError:

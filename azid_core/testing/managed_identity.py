@@ -7,12 +7,13 @@ Every request is checked as the real service checks it (api-version, `Metadata`,
 secret header, the selector's query name) and answered as it answers: IMDS's 400 "Required
 metadata header not specified", the identity-not-found replies, Arc's `WWW-Authenticate` challenge,
 Service Fabric's `{"error": {"code": ...}}`. Expiry fields come in each source's own forms (§4.2
-"form seen"; `expiry_form` picks `string`, `int` or `date`). Tokens are HS256 JWTs like
-`EntraEmulator`'s; `decode` reads them.
+"form seen"; `expiry_form` picks `string`, `int` or `date`). Tokens are RS256 JWTs signed like
+`EntraEmulator`'s (`testing.service`); `decode` verifies them. `IdentityEmulator` serves these paths
+beside Entra's, with one key, request log and fault queue.
 
 The emulator does no I/O: for Arc the test writes the key file and tells the emulator its path and
-content (`arc_key_path`, `arc_key`). It records every request and can be told to fail the next ones.
-The clock is an argument.
+content (`arc_key_path`, `arc_key`). It records every request and injects faults (`Fault`, whose
+`source` names one of `PATHS`). The clock is an argument.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 from ..effects import HttpRequest, HttpResponse
+from .service import JSON_HEADERS, NOT_BEFORE_SKEW, Service
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
 __all__ = ["IMDS_BASE", "PATHS", "ManagedIdentity", "ManagedIdentityEmulator"]
 
-JSON_HEADERS = (("Content-Type", "application/json; charset=utf-8"),)
 IMDS_BASE = "/imds"
 PATHS = {
     "imds": f"{IMDS_BASE}/metadata/identity/oauth2/token",
@@ -73,33 +76,29 @@ class ManagedIdentity(NamedTuple):
     resource_id: str | None = None
 
 
-class _Fault(NamedTuple):
-    response: HttpResponse
-    source: str | None
-
-
 def _json(status: int, body: dict[str, Any], headers: tuple[tuple[str, str], ...] = ()) -> HttpResponse:
     return HttpResponse(status, JSON_HEADERS + headers, json.dumps(body).encode())
 
 
-class ManagedIdentityEmulator:
-    """Plays the managed-identity endpoints; see the module docstring."""
+class ManagedIdentityEmulator(Service):
+    """Plays the managed-identity endpoints; see the module docstring. Tokens name `tenant_id`."""
 
     def __init__(
         self,
         *,
         clock: Callable[[], float],
         token_lifetime: int = 86400,
-        signing_key: str = "azid-mi-emulator-signing-key-0123456789abcdef",
+        signing_key: RSAPrivateKey | None = None,
+        tenant_id: str = "mi-tenant",
         identity_header: str = "azid-emulator-identity-header",
         msi_secret: str = "azid-emulator-msi-secret",
         arc_key_path: str = "/var/opt/azcmagent/tokens/azid-emulator.key",
         arc_key: str = "azid-emulator-arc-key",
         system_assigned: bool = True,
     ) -> None:
-        self.clock = clock
+        super().__init__(clock=clock, signing_key=signing_key)
         self.token_lifetime = token_lifetime
-        self.signing_key = signing_key
+        self.tenant_id = tenant_id
         self.identity_header = identity_header  # App Service's X-IDENTITY-HEADER, Service Fabric's Secret
         self.msi_secret = msi_secret  # Azure ML's `secret`
         self.arc_key_path = arc_key_path  # the file the Arc challenge names (the test writes it)
@@ -111,9 +110,7 @@ class ManagedIdentityEmulator:
         )
         self.user_assigned: list[ManagedIdentity] = []
         self.expiry_form = dict(EXPIRY_FORMS)
-        self.requests: list[HttpRequest] = []
         self.issued = 0
-        self._faults: list[_Fault] = []
 
     # -- setting it up --
 
@@ -122,55 +119,28 @@ class ManagedIdentityEmulator:
         self.user_assigned.append(identity)
         return identity
 
-    def fail_next(
-        self,
-        status: int,
-        body: bytes | str | dict[str, Any],
-        headers: tuple[tuple[str, str], ...] = (),
-        *,
-        source: str | None = None,
-    ) -> None:
-        """Answer the next token request (to `source`, or to any) with this reply instead (queued,
-        first in first out)."""
-        if isinstance(body, dict):
-            response = _json(status, body, headers)
-        else:
-            response = HttpResponse(status, headers, body.encode() if isinstance(body, str) else body)
-        self._faults.append(_Fault(response, source))
-
-    def decode(self, token: str) -> dict[str, Any]:
-        """The claims of a token this emulator issued (signature checked, times not)."""
-        import jwt
-
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            self.signing_key,
-            algorithms=["HS256"],
-            options={"verify_aud": False, "verify_exp": False, "verify_iat": False, "verify_nbf": False},
-        )
-        return claims
-
     def requests_to(self, source: str) -> list[HttpRequest]:
         """The requests that reached `source`'s path."""
         return [r for r in self.requests if urlsplit(r.url).path == PATHS[source]]
 
     # -- the service --
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        self.requests.append(request)
+    def _source(self, request: HttpRequest) -> str | None:
+        path = urlsplit(request.url).path
+        source = next((name for name, known in PATHS.items() if known == path), None)
+        method = "POST" if source == "cloud_shell" else "GET"
+        return source if request.method == method else None
+
+    def _route(self, request: HttpRequest) -> HttpResponse:
         parts = urlsplit(request.url)
         source = next((name for name, path in PATHS.items() if path == parts.path), None)
         if source is None:
             return _json(404, {"error": "not_found", "error_description": f"No endpoint at {parts.path}"})
-        method = "POST" if source == "cloud_shell" else "GET"
-        if request.method != method:
+        if self._source(request) is None:
+            method = "POST" if source == "cloud_shell" else "GET"
             return _json(
                 405, {"error": "method_not_allowed", "error_description": f"{source} takes {method}"}
             )
-        fault = next((f for f in self._faults if f.source in (None, source)), None)
-        if fault is not None:
-            self._faults.remove(fault)
-            return fault.response
         headers = {name.lower(): value for name, value in request.headers}
         if source == "cloud_shell":
             if parts.query:
@@ -293,16 +263,15 @@ class ManagedIdentityEmulator:
         return _json(400, {"error": "invalid_request", "error_description": "Identity not found"})
 
     def _jwt(self, identity: ManagedIdentity, audience: str, source: str, now: int) -> str:
-        import jwt
-
         payload: dict[str, Any] = {
             "aud": audience,
-            "iss": "https://sts.windows.net/mi-tenant/",
+            "iss": f"https://sts.windows.net/{self.tenant_id}/",
             "iat": now,
-            "nbf": now,
+            "nbf": now - NOT_BEFORE_SKEW,
             "exp": now + self.token_lifetime,
             "appid": identity.client_id,
             "oid": identity.object_id,
+            "tid": self.tenant_id,
             "sub": identity.object_id,
             "idtyp": "app",
             "uti": f"mi-emulator-{self.issued}",
@@ -310,4 +279,4 @@ class ManagedIdentityEmulator:
         }
         if identity.resource_id is not None:
             payload["xms_mirid"] = identity.resource_id
-        return jwt.encode(payload, self.signing_key, algorithm="HS256")
+        return self.sign(payload)

@@ -13,7 +13,8 @@ import base64
 import json
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .entra import JSON_HEADERS, EntraFault
+from .entra import EntraFault
+from .service import JSON_HEADERS, NOT_BEFORE_SKEW
 
 if TYPE_CHECKING:
     from ..effects import HttpResponse
@@ -55,14 +56,12 @@ def user_token(
     emulator: EntraEmulator, tenant_id: str, audience_client_id: str, *, upn: str, oid: str
 ) -> str:
     """A user's access token for the API `audience_client_id`: what a middle tier receives."""
-    import jwt
-
     now = int(emulator.clock())
     payload = {
         "aud": audience_client_id,
         "iss": f"https://sts.windows.net/{tenant_id}/",
         "iat": now,
-        "nbf": now,
+        "nbf": now - NOT_BEFORE_SKEW,
         "exp": now + emulator.token_lifetime,
         "appid": USER_CLIENT,
         "idtyp": "user",
@@ -73,7 +72,7 @@ def user_token(
         "upn": upn,
         "uti": f"emulator-user-{oid}",
     }
-    return jwt.encode(payload, emulator.signing_key, algorithm="HS256")
+    return emulator.sign(payload)
 
 
 def user_realm(emulator: EntraEmulator, username: str) -> HttpResponse:
@@ -228,8 +227,6 @@ def _issue(
     emulator: EntraEmulator, app: EntraApp, user: EntraUser, form: dict[str, str], *, confidential: bool
 ) -> HttpResponse | EntraFault:
     """A delegated token for the one resource the scope names, with a new refresh token."""
-    import jwt
-
     wanted = [scope for scope in form.get("scope", "").split() if scope not in OIDC_SCOPES]
     resources = {scope.rpartition("/")[0] for scope in wanted}
     if not wanted or len(resources) != 1 or "" in resources:
@@ -242,7 +239,7 @@ def _issue(
     refresh_token = f"emulator-refresh-{len(emulator.refresh_tokens) + 1}"
     emulator.refresh_tokens[refresh_token] = RefreshGrant(user, app.client_id, confidential)
     now = int(emulator.clock())
-    id_token = jwt.encode(
+    id_token = emulator.sign(
         {
             "aud": app.client_id,
             "iss": f"https://login.microsoftonline.com/{user.tenant_id}/v2.0",
@@ -254,9 +251,7 @@ def _issue(
             "sub": user.oid,
             "tid": user.tenant_id,
             "ver": "2.0",
-        },
-        emulator.signing_key,
-        algorithm="HS256",
+        }
     )
     client_info = _b64url(json.dumps({"uid": user.oid, "utid": user.tenant_id}).encode())
     return emulator.issue(
