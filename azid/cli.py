@@ -180,10 +180,10 @@ def _token_from_emulator(args: argparse.Namespace, scopes: Sequence[str], out: T
     from azid_core import blocking
     from azid_core.entra.environment import EnvironmentCredential
 
-    from .emulator import Emulator, emulator_environment
+    from .emulator import emulator_environment, new_emulator
     from .server import EmulatorServer
 
-    with EmulatorServer(Emulator(clock=blocking.clock), tls=True) as server:
+    with EmulatorServer(new_emulator(clock=blocking.clock), tls=True) as server:
         # The credential reads this mapping, not the process environment: nothing leaks into it.
         core = EnvironmentCredential(env=emulator_environment(server.url, None))
         info = _get_token(adapter_credential(core, ca_file=server.ca_file), scopes, args, stderr)
@@ -263,10 +263,10 @@ def _decode(args: argparse.Namespace, out: TextIO, stderr: TextIO) -> int:
 def _emulator(args: argparse.Namespace, out: TextIO, stderr: TextIO, wait: Callable[[], object]) -> int:
     from azid_core import blocking
 
-    from .emulator import Emulator, emulator_environment
+    from .emulator import emulator_environment, new_emulator
     from .server import EmulatorServer
 
-    with EmulatorServer(Emulator(clock=blocking.clock), tls=args.tls, port=args.port) as server:
+    with EmulatorServer(new_emulator(clock=blocking.clock), tls=args.tls, port=args.port) as server:
         out.write(f"# azid emulator at {server.url}; Ctrl-C stops it\n")
         for name, value in emulator_environment(server.url, server.ca_file).items():
             out.write(f"export {name}={value}\n")

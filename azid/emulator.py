@@ -1,24 +1,22 @@
-"""The emulator azid serves: Entra ID and the managed-identity endpoints behind one handler, with one
-app registered, and the environment that points every credential at it.
+"""The emulator azid serves (azid_core.testing's IdentityEmulator: Entra ID and the managed-identity
+endpoints on one handler) with one app registered, and the environment that points every credential
+at it.
 
-This module is the only place the application layer names the emulator classes of
-`azid_core.testing`, so a change there is a change here alone.
+`new_emulator` is the only place the application layer names the emulator class, so a change there
+is a change here alone.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
-from azid_core.testing import EntraEmulator
-from azid_core.testing.managed_identity import IMDS_BASE, PATHS, ManagedIdentityEmulator
+from azid_core.testing import IdentityEmulator
+from azid_core.testing.managed_identity import IMDS_BASE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from azid_core.effects import HttpRequest, HttpResponse
-
-__all__ = ["CLIENT_ID", "CLIENT_SECRET", "TENANT_ID", "Emulator", "emulator_environment"]
+__all__ = ["CLIENT_ID", "CLIENT_SECRET", "TENANT_ID", "emulator_environment", "new_emulator"]
 
 # The app every emulator azid starts has registered (not a secret: it opens nothing but the emulator).
 TENANT_ID = "00000000-a21d-0000-0000-000000000001"
@@ -26,24 +24,11 @@ CLIENT_ID = "00000000-a21d-0000-0000-00000000c11e"
 CLIENT_SECRET = "azid-emulator-client-secret"
 
 
-class Emulator:
-    """Entra ID (`entra`) and every managed-identity source (`managed_identity`) as one
-    `HttpRequest -> HttpResponse` handler, with the app `TENANT_ID`/`CLIENT_ID`/`CLIENT_SECRET`."""
-
-    def __init__(self, *, clock: Callable[[], float]) -> None:
-        self.entra = EntraEmulator(clock=clock)
-        self.managed_identity = ManagedIdentityEmulator(clock=clock)
-        self.app = self.entra.add_app(TENANT_ID, CLIENT_ID, CLIENT_SECRET)
-        self._mi_paths = frozenset(PATHS.values())
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        if urlsplit(request.url).path in self._mi_paths:
-            return self.managed_identity(request)
-        return self.entra(request)
-
-    def decode(self, token: str) -> dict[str, Any]:
-        """The claims of an access token this emulator issued from Entra ID (signature checked)."""
-        return self.entra.decode(token)
+def new_emulator(*, clock: Callable[[], float]) -> IdentityEmulator:
+    """An emulator on `clock` with the app `TENANT_ID`/`CLIENT_ID`/`CLIENT_SECRET` registered."""
+    emulator = IdentityEmulator(clock=clock)
+    emulator.add_app(TENANT_ID, CLIENT_ID, CLIENT_SECRET)
+    return emulator
 
 
 def emulator_environment(url: str, ca_file: str | None) -> dict[str, str]:

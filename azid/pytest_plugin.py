@@ -15,10 +15,12 @@ and no network::
         credential = azid_requests.Credential(DefaultAzureCredential())
         token = credential.get_token("https://vault.azure.net/.default")
         assert azid_emulator.emulator.decode(token.token)["aud"] == "https://vault.azure.net"
-        assert azid_emulator.requests  # what the emulator received
+        assert azid_emulator.emulator.requests  # what the emulator received
 
-The fixture's value has `url`, `ca_file`, `environ` (the variables set) and `emulator` (the handler:
-register more apps with `emulator.entra.add_app`, inject faults with `emulator.entra.fail_next`).
+The fixture's value has `url`, `ca_file`, `environ` (the variables set) and `emulator`, the
+`azid_core.testing.IdentityEmulator` behind it: register more apps with `emulator.add_app`, inject
+faults with `emulator.fail_next(Fault(...))` (delays and dropped connections are acted out on the
+socket), verify tokens with `emulator.decode` or its JWKS at `<url>/<tenant>/discovery/v2.0/keys`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import pytest
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from azid.emulator import Emulator
+    from azid_core.testing import IdentityEmulator
 
 __all__ = ["AzidEmulator", "azid_emulator"]
 
@@ -40,16 +42,11 @@ _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "htt
 class AzidEmulator:
     """A running emulator: its `url`, CA file, the variables the fixture set and the handler."""
 
-    def __init__(self, url: str, ca_file: str, environ: dict[str, str], emulator: Emulator) -> None:
+    def __init__(self, url: str, ca_file: str, environ: dict[str, str], emulator: IdentityEmulator) -> None:
         self.url = url
         self.ca_file = ca_file
         self.environ = environ
         self.emulator = emulator
-
-    @property
-    def requests(self) -> list[object]:
-        """Every request the Entra and managed-identity endpoints received, Entra's first."""
-        return [*self.emulator.entra.requests, *self.emulator.managed_identity.requests]
 
 
 @pytest.fixture
@@ -57,10 +54,10 @@ def azid_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[AzidEmulator]:
     """The emulator on 127.0.0.1 (HTTPS) and the environment pointing every credential at it."""
     from azid_core import blocking
 
-    from .emulator import Emulator, emulator_environment
+    from .emulator import emulator_environment, new_emulator
     from .server import EmulatorServer
 
-    emulator = Emulator(clock=blocking.clock)
+    emulator = new_emulator(clock=blocking.clock)
     with EmulatorServer(emulator, tls=True) as server:
         assert server.ca_file is not None  # tls=True always makes one
         environ = emulator_environment(server.url, server.ca_file)

@@ -1,5 +1,7 @@
 """`EmulatorServer`: any `HttpRequest -> HttpResponse` handler (the emulator) served on 127.0.0.1 over
-HTTP or HTTPS, a thread per connection.
+HTTP or HTTPS, a thread per connection. A handler with a `serve` method (the emulator) has its
+`Served` replies acted out: the `delay` slept before answering, the connection closed after `drop`
+body bytes.
 
 It binds the loopback address only: the emulator hands out tokens to whoever asks, so it must not be
 reachable from another machine. For HTTPS it makes a CA and a server certificate for 127.0.0.1 and
@@ -14,12 +16,14 @@ import ipaddress
 import ssl
 import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from azid_core.effects import HttpRequest
 from azid_core.errors import AzidError
+from azid_core.testing.service import Served
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -128,14 +132,24 @@ class _RequestHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         url = f"{self.server.scheme}://{LOOPBACK}:{self.server.server_address[1]}{self.path}"
-        response = self.server.handler(HttpRequest(self.command, url, tuple(self.headers.items()), body))
+        request = HttpRequest(self.command, url, tuple(self.headers.items()), body)
+        serve = getattr(self.server.handler, "serve", None)
+        served: Served = serve(request) if serve is not None else Served(self.server.handler(request))
+        response = served.response
+        if served.delay:
+            time.sleep(served.delay)  # a slow service, as the fault asked
         self.send_response(response.status)
         for name, value in response.headers:
             if name.lower() not in {"content-length", "connection"}:
                 self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
-        self.wfile.write(response.body)
+        if served.drop is None:
+            self.wfile.write(response.body)
+        else:
+            # A connection lost mid-body: part of what Content-Length promised, then the socket closes.
+            self.wfile.write(response.body[: served.drop])
+            self.close_connection = True
 
     do_GET = do_POST = _serve
 

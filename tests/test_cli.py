@@ -355,3 +355,15 @@ def test_no_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> N
         main([])
     assert caught.value.code == 2
     assert "the following arguments are required: COMMAND" in capsys.readouterr().err
+
+
+def test_decode_verifies_an_emulator_token_against_its_published_jwks(azid_emulator: AzidEmulator) -> None:
+    code, out, _ = run("token", "--output", "json")
+    token = json.loads(out)["accessToken"]
+    jwks = f"{azid_emulator.url}/{TENANT_ID}/discovery/v2.0/keys"
+    code, out, err = run("decode", token, "--jwks", jwks)
+    assert (code, err) == (0, "")
+    assert out.endswith(f"signature: verified with {jwks}\n")
+    # Another emulator's token carries another key.
+    _, other, _ = run("token", "--emulator", "--output", "json")
+    assert run("decode", json.loads(other)["accessToken"], "--jwks", jwks)[0] == 1

@@ -30,7 +30,7 @@ def my_code():
 def test_my_code_gets_a_token(azid_emulator):
     token = my_code()
     assert azid_emulator.emulator.decode(token.token)["aud"] == "https://vault.azure.net"
-    assert len(azid_emulator.requests) == 1
+    assert len(azid_emulator.emulator.requests) == 1
 """
 
 

@@ -12,11 +12,13 @@ import pytest
 import requests
 
 import azid_requests
-from azid.emulator import CLIENT_ID, CLIENT_SECRET, TENANT_ID, Emulator
+from azid.emulator import CLIENT_ID, CLIENT_SECRET, TENANT_ID, new_emulator
 from azid.server import EmulatorServer, ServerError, write_certificates
 from azid_core.effects import HttpResponse
 from azid_core.entra.confidential import ClientSecretCredential
+from azid_core.errors import AzidError
 from azid_core.frontend import CredentialBase
+from azid_core.testing import Fault, IdentityEmulator
 
 if TYPE_CHECKING:
     from azid_core.effects import HttpRequest
@@ -89,7 +91,7 @@ def test_the_certificate_names_127_0_0_1_and_localhost_and_each_server_has_its_o
 class InProcess(CredentialBase):
     """The emulator as the effect handler: no socket at all."""
 
-    def __init__(self, core: ClientSecretCredential, emulator: Emulator) -> None:
+    def __init__(self, core: ClientSecretCredential, emulator: IdentityEmulator) -> None:
         super().__init__(core, clock=lambda: START)
         self._emulator = emulator
 
@@ -103,8 +105,8 @@ class InProcess(CredentialBase):
 def test_in_process_and_loopback_give_the_same_tokens() -> None:
     """One scripted scenario (a 429 with Retry-After, then tokens for two scopes) on a fixed clock."""
 
-    def scenario(emulator: Emulator, credential: CredentialBase) -> list[dict[str, object]]:
-        emulator.entra.fail_next(429, {"error": "temporarily_unavailable"}, (("Retry-After", "0"),))
+    def scenario(emulator: IdentityEmulator, credential: CredentialBase) -> list[dict[str, object]]:
+        emulator.fail_next(Fault(429, {"error": "temporarily_unavailable"}, (("Retry-After", "0"),)))
         with credential:
             tokens = [
                 credential.get_token(SCOPE).token,
@@ -112,13 +114,13 @@ def test_in_process_and_loopback_give_the_same_tokens() -> None:
             ]
         return [emulator.decode(token) for token in tokens]
 
-    direct = Emulator(clock=lambda: START)
+    direct = new_emulator(clock=lambda: START)
     core = ClientSecretCredential(
         TENANT_ID, CLIENT_ID, CLIENT_SECRET, authority="https://127.0.0.1:1", env={}
     )
     in_process = scenario(direct, InProcess(core, direct))
 
-    served = Emulator(clock=lambda: START)
+    served = new_emulator(clock=lambda: START)
     with EmulatorServer(served, tls=True) as server:
         session = requests.Session()
         session.verify = server.ca_file
@@ -128,4 +130,20 @@ def test_in_process_and_loopback_give_the_same_tokens() -> None:
     assert in_process == loopback
     assert [claims["aud"] for claims in loopback] == ["https://vault.azure.net", "https://storage.azure.com"]
     assert [claims["iat"] for claims in loopback] == [int(START)] * 2
-    assert len(direct.entra.requests) == len(served.entra.requests) == 3  # the 429, then two tokens
+    assert len(direct.requests) == len(served.requests) == 3  # the 429, then two tokens
+
+
+def test_a_dropped_connection_and_a_slow_reply_are_acted_out_on_the_socket() -> None:
+    emulator = new_emulator(clock=lambda: START)
+    with EmulatorServer(emulator, tls=True) as server:
+        session = requests.Session()
+        session.verify = server.ca_file
+        session.trust_env = False
+        core = ClientSecretCredential(TENANT_ID, CLIENT_ID, CLIENT_SECRET, authority=server.url, env={})
+        with azid_requests.Credential(core, session) as credential:
+            emulator.fail_next(Fault(200, {"access_token": "x" * 64, "expires_in": 3600}, drop=10))
+            with pytest.raises(AzidError, match=r"\(closed\)"):
+                credential.get_token(SCOPE)
+            emulator.fail_next(Fault(503, {"error": "busy"}, (("Retry-After", "0"),), delay=0.01))
+            assert emulator.decode(credential.get_token(SCOPE).token)["aud"] == "https://vault.azure.net"
+    assert emulator.delays == []  # slept by the server, not reported as in-process
