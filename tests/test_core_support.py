@@ -306,7 +306,7 @@ def test_emulator_options_and_cae(emulator: EntraEmulator) -> None:
         ({"client_secret": "wrong"}, TOKEN_URL, 401, "invalid_client", 7000215),
         ({"scope": "api://x"}, TOKEN_URL, 400, "invalid_scope", 1002012),
         ({"scope": "a/.default b/.default"}, TOKEN_URL, 400, "invalid_scope", 1002012),
-        ({}, "https://login.example/tenant-a/oauth2/v2.0/devicecode", 404, "not_found", 0),
+        ({}, "https://login.example/tenant-a/oauth2/v2.0/nowhere", 404, "not_found", 0),
     ],
 )
 def test_emulator_errors(

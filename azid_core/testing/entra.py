@@ -10,7 +10,8 @@ errors as the real service does, and injects faults (`testing.service.Fault`). `
 
 How a client proves itself is checked by `EntraApp`'s registrations: a secret, certificates (see
 `testing.certificates`) and federated identities (see `testing.federated`). Grants other than
-client credentials live beside this module (`testing.obo`). The clock is an argument.
+client credentials live beside this module (`testing.obo`,
+`testing.device_code` with its devicecode endpoint). The clock is an argument.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ if TYPE_CHECKING:
 
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
+    from .device_code import DeviceCode
     from .obo import EntraUser, RefreshGrant
 
 __all__ = ["JWT_BEARER", "EntraApp", "EntraEmulator", "EntraFault"]
 
 TOKEN_PATH = "/oauth2/v2.0/token"
+DEVICECODE_PATH = "/oauth2/v2.0/devicecode"  # the device-code flow's first step (testing.device_code)
 OPENID_PATH = "/v2.0/.well-known/openid-configuration"
 JWKS_PATH = "/discovery/v2.0/keys"
 ADFS_CONFIGURATION_PATH = "/adfs/.well-known/openid-configuration"
@@ -101,6 +104,7 @@ class EntraEmulator(Service):
         self.users: dict[tuple[str, str], EntraUser] = {}
         self.federated_domains: set[str] = set()
         self.refresh_tokens: dict[str, RefreshGrant] = {}
+        self.device_codes: dict[str, DeviceCode] = {}  # by device code (testing.device_code)
 
     # -- setting it up --
 
@@ -142,6 +146,24 @@ class EntraEmulator(Service):
 
         return add_service_connection(self, app, connection_id)
 
+    def approve_device_code(self, user_code: str, *, upn: str, oid: str | None = None) -> None:
+        """The user `upn` signs in with `user_code`: the next poll gets their token (§3.1)."""
+        from .device_code import approve
+
+        approve(self, user_code, upn=upn, oid=oid)
+
+    def decline_device_code(self, user_code: str) -> None:
+        """The user declines the sign-in for `user_code`: polls get `authorization_declined` (§3.1)."""
+        from .device_code import decline
+
+        decline(self, user_code)
+
+    def slow_down_next(self) -> None:
+        """Answer the next token poll with `slow_down` (§3.1)."""
+        from .device_code import slow_down
+
+        self.fail_next(slow_down(self))
+
     @property
     def token_requests(self) -> int:
         return sum(1 for r in self.requests if r.method == "POST")
@@ -156,6 +178,8 @@ class EntraEmulator(Service):
             return "pipelines"
         if path.endswith(ADFS_TOKEN_PATH):
             return "adfs"
+        if path.endswith(DEVICECODE_PATH):
+            return "devicecode"
         return "entra" if path.endswith(TOKEN_PATH) else None
 
     def _route(self, request: HttpRequest) -> HttpResponse:
@@ -182,9 +206,15 @@ class EntraEmulator(Service):
             tenant = "adfs"
         elif source == "entra":
             tenant = path[: -len(TOKEN_PATH)].rsplit("/", 1)[-1]
+        elif source == "devicecode":
+            tenant = path[: -len(DEVICECODE_PATH)].rsplit("/", 1)[-1]
         else:
             return self.error(EntraFault(404, "not_found", 0, f"No endpoint at {request.method} {path}."))
         form = dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
+        if source == "devicecode":
+            from .device_code import device_authorization
+
+            return device_authorization(self, tenant, form)
         return self._token(tenant, form, request.url)
 
     def _openid_configuration(self, tenant_url: str) -> HttpResponse:
@@ -210,6 +240,10 @@ class EntraEmulator(Service):
             from .obo import user_grant
 
             return user_grant(self, tenant, form, url)
+        if grant == "urn:ietf:params:oauth:grant-type:device_code":
+            from .device_code import device_code_grant
+
+            return device_code_grant(self, tenant, form, url)
         if grant not in {"client_credentials"}:
             return self.error(
                 EntraFault(
