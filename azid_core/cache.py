@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from .tokens import AccessTokenInfo
 
-__all__ = ["CacheEntry", "CacheKey", "CallKey", "Fetch", "Plan", "Serve", "TokenCache"]
+__all__ = ["CacheEntry", "CacheKey", "CallKey", "Fetch", "Plan", "Serve", "Slot", "TokenCache"]
 
 EXPIRY_MARGIN = 300  # refresh when 5 minutes are left, whatever refresh_on says (§7.2)
 RETRY_AFTER_FAILURE = 30  # after a failed refresh, serve the old token this long before trying again
@@ -48,7 +48,9 @@ class Fetch(NamedTuple):
 Plan: TypeAlias = Serve | Fetch
 
 
-class _Slot:
+class Slot:
+    """Where one key's current entry lives; a new token replaces `entry` in one assignment."""
+
     __slots__ = ("entry",)
 
     def __init__(self, entry: CacheEntry) -> None:
@@ -59,8 +61,11 @@ class TokenCache:
     """Tokens of one credential by canonical key, with an alias index by call arguments."""
 
     def __init__(self) -> None:
-        self._slots: dict[CacheKey, _Slot] = {}
-        self._aliases: dict[CallKey, _Slot] = {}
+        self._slots: dict[CacheKey, Slot] = {}
+        self._aliases: dict[CallKey, Slot] = {}
+        #: The hot path's lookup: the slot for a call's raw arguments (a C-level dict get). Frontends
+        #: call it, then compare the clock with `slot.entry.serve_until`, as `serve` does.
+        self.slot_of = self._aliases.get
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -99,7 +104,7 @@ class TokenCache:
         entry = CacheEntry(info, AccessToken(info.token, info.expires_on), serve_until, now)
         slot = self._slots.get(key)
         if slot is None:
-            self._slots[key] = _Slot(entry)
+            self._slots[key] = Slot(entry)
         else:
             slot.entry = entry
         return entry

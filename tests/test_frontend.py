@@ -157,3 +157,24 @@ def test_arguments_of_the_wrong_type_are_config_errors() -> None:
         with pytest.raises(ConfigError, match="tenant_id is invalid"):
             cred.get_token(SCOPE, tenant_id=["other"])  # type: ignore[arg-type]
     assert emulator.requests == []
+
+
+def test_unhashable_arguments_take_the_slow_path_which_names_them() -> None:
+    from azid_core import ConfigError
+
+    _, emulator, core = _setup()
+    with (
+        azid_httpx.Credential(core, httpx.Client(transport=_mock_client(emulator))) as cred,
+        pytest.raises(ConfigError, match="scopes is invalid"),
+    ):
+        cred.get_token_info([SCOPE])  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        client = httpx.AsyncClient(transport=_mock_client(emulator))
+        async with azid_httpx.AsyncCredential(core, client) as acred:
+            with pytest.raises(ConfigError, match="tenant_id is invalid"):
+                await acred.get_token(SCOPE, tenant_id=["other"])  # type: ignore[arg-type]
+        await client.aclose()
+
+    anyio.run(scenario)
+    assert emulator.requests == []
