@@ -3,7 +3,7 @@ connections costs nothing, and the chain goes on to the Azure CLI.
 
 Only a fake `az` is on PATH (a temporary directory, plus this interpreter's directory, so a real az
 can never run), and the managed-identity endpoint is a loopback port nothing listens on: no request
-ever leaves 127.0.0.1, and never reaches 169.254.169.254.
+ever leaves 127.0.0.1 (the default IMDS address is never used).
 """
 
 from __future__ import annotations
