@@ -135,26 +135,32 @@ class _RequestHandler(BaseHTTPRequestHandler):
         request = HttpRequest(self.command, url, tuple(self.headers.items()), body)
         serve = getattr(self.server.handler, "serve", None)
         served: Served = serve(request) if serve is not None else Served(self.server.handler(request))
-        response = served.response
         if served.delay:
             time.sleep(served.delay)  # a slow service, as the fault asked
-        self.send_response(response.status)
-        for name, value in response.headers:
-            if name.lower() not in {"content-length", "connection"}:
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        if served.drop is None:
-            self.wfile.write(response.body)
-        else:
-            # A connection lost mid-body: part of what Content-Length promised, then the socket closes.
-            self.wfile.write(response.body[: served.drop])
-            self.close_connection = True
+        write_served(self, served)
 
     do_GET = do_POST = _serve
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet: request lines would carry query strings onto the terminal."""
+
+
+def write_served(handler: BaseHTTPRequestHandler, served: Served) -> None:
+    """Write an emulator's answer on `handler`'s connection: status, headers (ours decide
+    Content-Length and Connection), body, or part of it then a closed connection for a `drop` fault."""
+    response = served.response
+    handler.send_response(response.status)
+    for name, value in response.headers:
+        if name.lower() not in {"content-length", "connection"}:
+            handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(response.body)))
+    handler.end_headers()
+    if served.drop is None:
+        handler.wfile.write(response.body)
+    else:
+        # A connection lost mid-body: part of what Content-Length promised, then the socket closes.
+        handler.wfile.write(response.body[: served.drop])
+        handler.close_connection = True
 
 
 class EmulatorServer:

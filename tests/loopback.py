@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import trustme
 
+from azid.server import write_served
 from azid_core.effects import HttpRequest, HttpResponse
 from azid_core.testing.service import Served
 
@@ -96,22 +97,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         request = HttpRequest(self.command, url, tuple(self.headers.items()), body)
         serve = getattr(self.server.handler, "serve", None)
         served: Served = serve(request) if serve is not None else Served(self.server.handler(request))
-        response = served.response
         delay = self.server.delay + served.delay
         if delay:
             time.sleep(delay)  # the server is slow; clients' clocks are not involved
-        self.send_response(response.status)
-        for name, value in response.headers:
-            if name.lower() not in {"content-length", "connection"}:
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        if served.drop is None:
-            self.wfile.write(response.body)
-        else:
-            # A connection lost mid-body: part of what Content-Length promised, then the socket closes.
-            self.wfile.write(response.body[: served.drop])
-            self.close_connection = True
+        write_served(self, served)
 
     do_GET = do_POST = _serve
 
