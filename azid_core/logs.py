@@ -6,13 +6,23 @@ Callers pass already-masked text; arguments are formatted lazily by `logging`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from logging import Logger
 
 __all__ = ["debug"]
+
+# One logger per area, looked up once: `logging.getLogger` takes the module's lock on every call,
+# and a token request writes several records.
+_loggers: dict[str, Logger] = {}
 
 
 def debug(area: str, message: str, *args: Any) -> None:
     """Log `message % args` at DEBUG on `azid.<area>`."""
-    import logging
+    logger = _loggers.get(area)
+    if logger is None:
+        import logging
 
-    logging.getLogger(f"azid.{area}").debug(message, *args)
+        logger = _loggers[area] = logging.getLogger(f"azid.{area}")
+    logger.debug(message, *args)

@@ -38,6 +38,7 @@ __all__ = [
 
 VERSION = "0.1.0"
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
+_PYTHON = ".".join(str(part) for part in sys.version_info[:3])
 
 if TYPE_CHECKING:
     Entropy = Callable[[int], bytes]
@@ -59,13 +60,14 @@ def new_request_id(entropy: Entropy) -> str:
 
 def user_agent(env: Mapping[str, str], *, owner: str, platform: str = sys.platform) -> str:
     """`azid/<ver> Python/<x.y.z> (<platform>)[ $AZURE_HTTP_USER_AGENT]` (§0.4)."""
-    python = ".".join(str(part) for part in sys.version_info[:3])
-    agent = f"azid/{VERSION} Python/{python} ({platform})"
+    agent = f"azid/{VERSION} Python/{_PYTHON} ({platform})"
     suffix = env.get("AZURE_HTTP_USER_AGENT", "").strip()
+    if not suffix:
+        return agent
     if not _PRINTABLE_ASCII.fullmatch(suffix):
         # A header value from the environment is checked when taken, and never shown (§0.4).
         raise ConfigError(f"{owner}: AZURE_HTTP_USER_AGENT is invalid: only printable ASCII is allowed")
-    return f"{agent} {suffix}" if suffix else agent
+    return f"{agent} {suffix}"
 
 
 def form_body(fields: Iterable[tuple[str, str]]) -> bytes:

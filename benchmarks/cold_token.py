@@ -7,8 +7,13 @@ fresh core credential and a fresh adapter (so a fresh session or client, a new T
 full TLS handshake) and time construction plus the first `get_token`; closing it is not timed. Async
 paths get a fresh event loop per measurement, whose start-up is not timed. The baseline is the
 least a hand-written client must do for one token: build an `ssl` context trusting the CA,
-open an `http.client.HTTPSConnection`, POST the same form body to the same token URL, and
+open an `http.client.HTTPSConnection`, POST the same form to the same token URL, and
 `json.loads` the reply. One untimed round first does every import and lazy initialisation.
+
+"The same POST" is azid's own token request, taken from its flow before the first round: the same
+URL, the same headers (User-Agent, both request-id headers, Accept, Content-Type) and the same form
+fields, which each library encodes itself (`data=`), as its users write it (urlencode for the
+stdlib and h11 rows). A request id is fixed there, fresh per request in azid.
 
 A round costs a few tens of milliseconds, so the default is 41 rounds rather than 15: on a busy
 two-core machine the median of 15 still moved by a millisecond (20 %) from run to run. Ratios are
@@ -30,17 +35,20 @@ import http.client
 import json
 import ssl
 import statistics
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from azid_core.acquire import TokenCall, acquire_flow
+from azid_core.drive import run
+from azid_core.effects import HttpRequest
+from azid_core.flight import FlightTable
 
 from ._common import (
-    CLIENT_ID,
     SCOPE,
-    SECRET,
-    TENANT,
     AsyncPath,
     SyncPath,
     async_paths,
@@ -54,33 +62,46 @@ from ._common import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from azid_core.effects import Effect, Reply
+
     from ._common import Bench
 
 TARGET_RATIO = 1.05  # each adapter over its own library alone
-FORM = urlencode(
-    {
-        "client_id": CLIENT_ID,
-        "grant_type": "client_credentials",
-        "client_info": "1",
-        "client_secret": SECRET,
-        "scope": SCOPE,
-    }
-)
-FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
 
 
-def stdlib_token(url: str, ca_file: str) -> str:
+class Post(NamedTuple):
+    """azid's token request, for the rows that make it without azid."""
+
+    url: str
+    headers: dict[str, str]
+    fields: dict[str, str]
+
+
+def azid_post(bench: Bench) -> Post:
+    """The token POST azid's flow yields for `core(bench.url)`, answered once by the emulator."""
+    seen: list[HttpRequest] = []
+
+    def answer(effect: Effect) -> Reply:
+        assert isinstance(effect, HttpRequest)
+        seen.append(effect)
+        return bench.emulator(effect)
+
+    call = TokenCall((SCOPE,), None, None, False)
+    run(acquire_flow(core(bench.url), call, FlightTable(threading.Event), time.time()), answer)
+    (request,) = seen
+    fields = dict(parse_qsl(request.body.decode("ascii"), strict_parsing=True))
+    if urlencode(fields).encode("ascii") != request.body:  # what the libraries send must be azid's form
+        raise RuntimeError("the form does not re-encode to azid's body")
+    return Post(request.url, dict(request.headers), fields)
+
+
+def stdlib_token(post: Post, ca_file: str) -> str:
     """One token with nothing but the standard library: the baseline."""
-    parts = urlsplit(url)
+    parts = urlsplit(post.url)
     context = ssl.create_default_context(cafile=ca_file)
     connection = http.client.HTTPSConnection(parts.hostname or "", parts.port, context=context, timeout=30)
     try:
-        connection.request(
-            "POST",
-            f"/{TENANT}/oauth2/v2.0/token",
-            body=FORM,
-            headers=FORM_HEADERS,
-        )
+        connection.request("POST", parts.path, body=urlencode(post.fields), headers=post.headers)
         response = connection.getresponse()
         reply = json.loads(response.read())
         if response.status != 200:
@@ -114,10 +135,10 @@ class Path:
         return statistics.median(self.samples)
 
 
-def baseline_path(bench: Bench) -> Path:
+def baseline_path(bench: Bench, post: Post) -> Path:
     def measure() -> float:
         start = time.perf_counter()
-        stdlib_token(bench.url, bench.ca_file)
+        stdlib_token(post, bench.ca_file)
         return time.perf_counter() - start
 
     return Path("stdlib http.client + json (baseline)", measure, baseline=True)
@@ -139,14 +160,14 @@ LIBRARY_OF = {
 }
 
 
-async def h11_on_trio(url: str) -> object:
+async def h11_on_trio(post: Post) -> object:
     """The POST with h11 over trio's TCP and TLS streams, as azid_trio makes it, and no azid code."""
     import h11
     import trio
 
-    parts = urlsplit(url)
+    parts = urlsplit(post.url)
     host, port = parts.hostname or "", parts.port or 443
-    body = FORM.encode()
+    body = urlencode(post.fields).encode("ascii")
     stream = trio.SSLStream(
         await trio.open_tcp_stream(host, port),
         ssl.create_default_context(),  # SSL_CERT_FILE, as azid_trio's default trust
@@ -154,7 +175,7 @@ async def h11_on_trio(url: str) -> object:
         https_compatible=True,
     )
     connection = h11.Connection(h11.CLIENT)
-    head = [("Host", f"{host}:{port}"), *FORM_HEADERS.items(), ("Content-Length", str(len(body)))]
+    head = [("Host", f"{host}:{port}"), *post.headers.items(), ("Content-Length", str(len(body)))]
     request = h11.Request(method="POST", target=parts.path, headers=head)
     await stream.send_all(b"".join(connection.send(e) or b"" for e in (request, h11.Data(data=body))))
     await stream.send_all(connection.send(h11.EndOfMessage()) or b"")
@@ -171,18 +192,18 @@ async def h11_on_trio(url: str) -> object:
     return json.loads(received)["access_token"]
 
 
-def library_paths(bench: Bench) -> list[Path]:
+def library_paths(post: Post) -> list[Path]:
     """The same POST made by each HTTP library azid runs on, with no azid code: the floor under each
     adapter. Each builds a fresh session or client, as the adapters do."""
     import httpx
     import requests
 
-    url = f"{bench.url}/{TENANT}/oauth2/v2.0/token"
+    url, headers, fields = post
 
     def with_requests() -> float:
         start = time.perf_counter()
         session = requests.Session()
-        json.loads(session.post(url, data=FORM, headers=FORM_HEADERS).content)["access_token"]
+        json.loads(session.post(url, data=fields, headers=headers).content)["access_token"]
         elapsed = time.perf_counter() - start
         session.close()
         return elapsed
@@ -190,7 +211,7 @@ def library_paths(bench: Bench) -> list[Path]:
     def with_httpx() -> float:
         start = time.perf_counter()
         client = httpx.Client()
-        json.loads(client.post(url, content=FORM, headers=FORM_HEADERS).content)["access_token"]
+        json.loads(client.post(url, data=fields, headers=headers).content)["access_token"]
         elapsed = time.perf_counter() - start
         client.close()
         return elapsed
@@ -198,14 +219,14 @@ def library_paths(bench: Bench) -> list[Path]:
     async def with_httpx_async() -> float:
         start = time.perf_counter()
         client = httpx.AsyncClient()
-        json.loads((await client.post(url, content=FORM, headers=FORM_HEADERS)).content)["access_token"]
+        json.loads((await client.post(url, data=fields, headers=headers)).content)["access_token"]
         elapsed = time.perf_counter() - start
         await client.aclose()
         return elapsed
 
     async def with_h11_on_trio() -> float:
         start = time.perf_counter()
-        await h11_on_trio(url)
+        await h11_on_trio(post)
         return time.perf_counter() - start
 
     def on(loop: str, timed: Callable[[], Any]) -> Callable[[], float]:
@@ -363,7 +384,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=41)
     args = parser.parse_args()
     with serve() as bench:
-        paths = [baseline_path(bench), *library_paths(bench), *given_client_paths(bench)]
+        post = azid_post(bench)
+        paths = [baseline_path(bench, post), *library_paths(post), *given_client_paths(bench)]
         paths += [from_sync(p) for p in sync_paths(bench.url)]
         paths += [from_async(p) for p in async_paths(bench.url)]
         # baseline, libraries, azid, azid on a given client, azure-identity
