@@ -77,8 +77,9 @@ def acquire_flow(
             return _serve(cache, call, key, plan.entry)
         ticket = flights.enter(key, with_claims=bool(call.claims))
         if isinstance(ticket, Follow):
-            woke = yield AwaitFlight(ticket.flight.event)
-            now = woke if isinstance(woke, (int, float)) else now
+            if ticket.event is not None:
+                woke = yield AwaitFlight(ticket.event)
+                now = woke if isinstance(woke, (int, float)) else now
             outcome = ticket.flight.outcome
             # A failed leader's error is shared only by waiters who asked the same thing: a
             # claims request (either side) fails on its own, and the next one tries again.

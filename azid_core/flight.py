@@ -3,6 +3,11 @@
 The rule lives here; the waiting does not. An adapter supplies `new_event` (a `threading.Event`,
 `anyio.Event` or `trio.Event` factory) and knows how to wait on what it made (`AwaitFlight`).
 `enter` is one `dict.setdefault`, which is atomic under the GIL and needs no lock.
+
+A flight's event is made by its first waiter, not by its leader: most fetches have no waiter, and
+an event is a few microseconds of every first token. The waiter publishes the event (one more
+`setdefault`) before it reads `landed`; the leader sets `landed` before it reads the event. So
+either the leader sees the event and sets it, or the waiter sees the landing and does not wait.
 """
 
 from __future__ import annotations
@@ -28,14 +33,31 @@ HANDOVER = Handover()
 
 
 class Flight:
-    __slots__ = ("event", "outcome", "with_claims")
+    __slots__ = ("_event", "landed", "outcome", "with_claims")
 
-    def __init__(self, event: Waitable, *, with_claims: bool) -> None:
-        self.event = event
+    def __init__(self, *, with_claims: bool) -> None:
         # A leader sending claims asks something its waiters did not: its failure is not theirs.
         self.with_claims = with_claims
         # None: the token is in the cache. An exception: the leader failed. HANDOVER: cancelled.
         self.outcome: BaseException | Handover | None = None
+        self.landed = False
+        self._event: dict[None, Waitable] = {}  # the waiters' event, under the one key None
+
+    def event_to_await(self, new_event: Callable[[], Waitable]) -> Waitable | None:
+        """The event that wakes this flight's waiters, made on the first call; None once the flight
+        has landed (the outcome is there already)."""
+        event = self._event.get(None)
+        if event is None:
+            event = self._event.setdefault(None, new_event())  # two first waiters keep one event
+        return None if self.landed else event
+
+    def land(self, outcome: BaseException | Handover | None) -> None:
+        """Record `outcome` and wake the waiters, if any."""
+        self.outcome = outcome
+        self.landed = True
+        event = self._event.get(None)
+        if event is not None:
+            event.set()
 
 
 class Lead(NamedTuple):
@@ -44,6 +66,7 @@ class Lead(NamedTuple):
 
 class Follow(NamedTuple):
     flight: Flight
+    event: Waitable | None  # None: the flight landed as we joined it
 
 
 class FlightTable:
@@ -56,13 +79,14 @@ class FlightTable:
 
     def enter(self, key: Hashable, *, with_claims: bool = False) -> Lead | Follow:
         """Lead the flight for `key`, or follow the one already in the air."""
-        mine = Flight(self._new_event(), with_claims=with_claims)
+        mine = Flight(with_claims=with_claims)
         current = self._flights.setdefault(key, mine)
-        return Lead(mine) if current is mine else Follow(current)
+        if current is mine:
+            return Lead(mine)
+        return Follow(current, current.event_to_await(self._new_event))
 
     def leave(self, key: Hashable, flight: Flight, outcome: BaseException | Handover | None) -> None:
         """End `flight` with `outcome` and wake its waiters."""
-        flight.outcome = outcome
         if self._flights.get(key) is flight:
             del self._flights[key]
-        flight.event.set()
+        flight.land(outcome)

@@ -10,7 +10,7 @@ import math
 import re
 import sys
 from typing import TYPE_CHECKING, NamedTuple
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 from .effects import HttpRequest, HttpResponse, Sleep
 from .errors import AzidError, ConfigError, TransportError
@@ -52,10 +52,14 @@ def default_entropy(size: int) -> bytes:
 
 
 def new_request_id(entropy: Entropy) -> str:
-    """A uuid4 for `x-ms-client-request-id`, from the credential's entropy source."""
-    import uuid
-
-    return str(uuid.UUID(bytes=entropy(16), version=4))
+    """A random (version 4) UUID for `x-ms-client-request-id`, from the credential's entropy source:
+    `str(uuid.UUID(bytes=..., version=4))`, written out because `uuid.UUID` takes three times as long
+    (RFC 9562 §5.4: version 0100 in the top bits of octet 6, variant 10 in those of octet 8)."""
+    octets = bytearray(entropy(16))
+    octets[6] = octets[6] & 0x0F | 0x40
+    octets[8] = octets[8] & 0x3F | 0x80
+    text = octets.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def user_agent(env: Mapping[str, str], *, owner: str, platform: str = sys.platform) -> str:
@@ -71,8 +75,15 @@ def user_agent(env: Mapping[str, str], *, owner: str, platform: str = sys.platfo
 
 
 def form_body(fields: Iterable[tuple[str, str]]) -> bytes:
-    """A urlencoded UTF-8 form, fields in the given order, `+` for space (§0.4)."""
-    return urlencode(list(fields)).encode("ascii")
+    """A urlencoded UTF-8 form, fields in the given order, `+` for space (§0.4): what `urlencode`
+    makes, without quoting names that need none (ASCII letters, digits and `_`: every name azid
+    sends), which is a third of its cost."""
+    return "&".join(
+        [
+            f"{name if name.isascii() and name.isidentifier() else quote_plus(name)}={quote_plus(value)}"
+            for name, value in fields
+        ]
+    ).encode("ascii")
 
 
 def http(request: HttpRequest) -> Flow[HttpResponse]:

@@ -118,9 +118,10 @@ class _TlsAdapter(requests.adapters.HTTPAdapter):
 def _session_for(tls: TlsSetting) -> requests.Session:
     session = requests.Session()
     session.trust_env = not tls.direct  # no proxy from HTTP(S)_PROXY for bypassing or pinned requests
-    adapter = _TlsAdapter(tls)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
+    if tls.pin_sha1 is not None or tls.ca_pem is not None or tls.tls_server_name is not None:
+        adapter = _TlsAdapter(tls)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
     return session
 
 
@@ -135,10 +136,21 @@ class Credential(CredentialBase):
         clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(core, clock=clock)
-        self._owns_session = session is None
-        self._session = session if session is not None else requests.Session()
+        self._given = session
+        # Made at the first request that needs it: a managed identity's requests, all direct, never do.
+        self._own: requests.Session | None = None
         self._lock = threading.Lock()  # credentials are shared by threads; one session per setting
         self._special: dict[TlsSetting, requests.Session] = {}
+
+    @property
+    def _session(self) -> requests.Session:
+        """The session for requests with no setting of their own: the given one, else the credential's."""
+        if self._given is not None:
+            return self._given
+        with self._lock:
+            if self._own is None:
+                self._own = requests.Session()
+            return self._own
 
     def _session_and_trust(self, request: HttpRequest) -> tuple[requests.Session, bool | str | None]:
         """The session for `request`, and the `verify` to send with (None: the session's own)."""
@@ -197,8 +209,7 @@ class Credential(CredentialBase):
 
     def close(self) -> None:
         with self._lock:
-            special, self._special = self._special, {}
-        for session in special.values():
+            own = [*self._special.values(), *([self._own] if self._own is not None else [])]
+            self._special, self._own = {}, None
+        for session in own:
             session.close()
-        if self._owns_session:
-            self._session.close()

@@ -10,6 +10,7 @@ import importlib
 import json
 import os
 import statistics
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,12 +18,18 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from azid_core import ClientSecretCredential
+from azid_core.acquire import TokenCall, acquire_flow
+from azid_core.drive import run
 from azid_core.effects import HttpRequest, HttpResponse
+from azid_core.flight import FlightTable
 from azid_core.testing import EntraEmulator
 from tests.loopback import LoopbackServer, guard_network
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator, Sequence
+
+    from azid_core.acquire import TokenSource
+    from azid_core.effects import Effect, Reply
 
 TENANT = "72f988bf-0000-4000-8000-00000000beef"
 CLIENT_ID = "0a1b2c3d-0000-4000-8000-0000000000c1"
@@ -122,6 +129,21 @@ class AsyncPath:
     make: Callable[[], AsyncCredential] | None
     skip: str = ""
     azure_identity: bool = False
+
+
+def first_request(source: TokenSource, answer: Callable[[HttpRequest], HttpResponse]) -> HttpRequest:
+    """The first request azid's flow makes for a token from `source`, each answered by `answer` (an
+    emulator): what the "library alone" rows send, so that they make the same request azid makes."""
+    seen: list[HttpRequest] = []
+
+    def send(effect: Effect) -> Reply:
+        assert isinstance(effect, HttpRequest), effect
+        seen.append(effect)
+        return answer(effect)
+
+    call = TokenCall((SCOPE,), None, None, False)
+    run(acquire_flow(source, call, FlightTable(threading.Event), time.time()), send)
+    return seen[0]
 
 
 def _reason(exc: BaseException) -> str:

@@ -21,7 +21,7 @@ from azid_core import CertificateCredential
 from tests.certs import leaf
 
 from ._common import CLIENT_ID, TENANT, AsyncPath, SyncPath, core, serve, table
-from .cold_token import Path, baseline_path, from_async, from_sync, run_once
+from .cold_token import Path, azid_post, baseline_path, from_async, from_sync, run_once
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -142,7 +142,7 @@ def main() -> None:
         azure = azure_identity_paths(bench.url, str(certificate))
         if azure is not None:
             pairs.append(azure)
-        base = baseline_path(bench)
+        base = baseline_path(bench, azid_post(bench))
         paths = [base, *(p for _, *both in pairs for p in both)]
         for path in paths:  # untimed: imports, lazy modules, the server's first JWT
             run_once(bench, path, record=False)

@@ -35,17 +35,11 @@ import http.client
 import json
 import ssl
 import statistics
-import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit
-
-from azid_core.acquire import TokenCall, acquire_flow
-from azid_core.drive import run
-from azid_core.effects import HttpRequest
-from azid_core.flight import FlightTable
 
 from ._common import (
     SCOPE,
@@ -53,6 +47,7 @@ from ._common import (
     SyncPath,
     async_paths,
     core,
+    first_request,
     run_async,
     serve,
     sync_paths,
@@ -61,8 +56,6 @@ from ._common import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from azid_core.effects import Effect, Reply
 
     from ._common import Bench
 
@@ -78,17 +71,8 @@ class Post(NamedTuple):
 
 
 def azid_post(bench: Bench) -> Post:
-    """The token POST azid's flow yields for `core(bench.url)`, answered once by the emulator."""
-    seen: list[HttpRequest] = []
-
-    def answer(effect: Effect) -> Reply:
-        assert isinstance(effect, HttpRequest)
-        seen.append(effect)
-        return bench.emulator(effect)
-
-    call = TokenCall((SCOPE,), None, None, False)
-    run(acquire_flow(core(bench.url), call, FlightTable(threading.Event), time.time()), answer)
-    (request,) = seen
+    """The token POST azid makes for `core(bench.url)`, with its form fields."""
+    request = first_request(core(bench.url), bench.emulator)
     fields = dict(parse_qsl(request.body.decode("ascii"), strict_parsing=True))
     if urlencode(fields).encode("ascii") != request.body:  # what the libraries send must be azid's form
         raise RuntimeError("the form does not re-encode to azid's body")
@@ -160,25 +144,34 @@ LIBRARY_OF = {
 }
 
 
-async def h11_on_trio(post: Post) -> object:
-    """The POST with h11 over trio's TCP and TLS streams, as azid_trio makes it, and no azid code."""
+async def h11_on_trio(method: str, url: str, headers: dict[str, str], body: bytes = b"") -> object:
+    """One request with h11 over trio's TCP stream (and TLS stream, for https), as azid_trio makes it,
+    and no azid code; the reply's access token."""
     import h11
     import trio
 
-    parts = urlsplit(post.url)
+    parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or 443
-    body = urlencode(post.fields).encode("ascii")
-    stream = trio.SSLStream(
-        await trio.open_tcp_stream(host, port),
-        ssl.create_default_context(),  # SSL_CERT_FILE, as azid_trio's default trust
-        server_hostname=host,
-        https_compatible=True,
-    )
+    stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+    if parts.scheme == "https":
+        stream = trio.SSLStream(
+            stream,
+            ssl.create_default_context(),  # SSL_CERT_FILE, as azid_trio's default trust
+            server_hostname=host,
+            https_compatible=True,
+        )
     connection = h11.Connection(h11.CLIENT)
-    head = [("Host", f"{host}:{port}"), *post.headers.items(), ("Content-Length", str(len(body)))]
-    request = h11.Request(method="POST", target=parts.path, headers=head)
-    await stream.send_all(b"".join(connection.send(e) or b"" for e in (request, h11.Data(data=body))))
-    await stream.send_all(connection.send(h11.EndOfMessage()) or b"")
+    head = [("Host", f"{host}:{port}"), *headers.items()]
+    if body or method == "POST":
+        head.append(("Content-Length", str(len(body))))
+    target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+    events: list[h11.Request | h11.Data | h11.EndOfMessage] = [
+        h11.Request(method=method, target=target, headers=head)
+    ]
+    if body:
+        events.append(h11.Data(data=body))
+    events.append(h11.EndOfMessage())
+    await stream.send_all(b"".join(connection.send(event) or b"" for event in events))
     received = bytearray()
     while True:
         event = connection.next_event()
@@ -226,7 +219,7 @@ def library_paths(post: Post) -> list[Path]:
 
     async def with_h11_on_trio() -> float:
         start = time.perf_counter()
-        await h11_on_trio(post)
+        await h11_on_trio("POST", url, headers, urlencode(fields).encode("ascii"))
         return time.perf_counter() - start
 
     def on(loop: str, timed: Callable[[], Any]) -> Callable[[], float]:

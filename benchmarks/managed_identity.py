@@ -34,20 +34,20 @@ from azid_core import CredentialUnavailableError, ManagedIdentityCredential
 from azid_core.testing.managed_identity import IMDS_BASE, PATHS, ManagedIdentityEmulator
 from tests.loopback import LoopbackServer, guard_network
 
-from ._common import run_async, table
+from ._common import first_request, run_async, table
 from .cached_token import calls_per_repeat, time_async, time_sync
+from .cold_token import h11_on_trio
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Awaitable, Callable, Iterator
 
     from azid_core.acquire import TokenSource
+    from azid_core.effects import HttpRequest
 
 SCOPE = "https://vault.azure.net/.default"
-RESOURCE = "https://vault.azure.net"
 PROBE_TARGET_MS = 50.0
 CACHED_TARGET_NS = {"sync": 400.0, "async": 2000.0}
 COLD_TARGET = 1.05
-HEADERS = {"Metadata": "true", "Accept": "application/json"}
 
 
 @contextmanager
@@ -226,17 +226,19 @@ def azure_identity_cached(endpoint: str, repeats: int, cap: int) -> float | None
 # -- cold --
 
 
-def library_gets(url: str) -> dict[str, Callable[[], float]]:
-    """The IMDS token GET made by each library alone, with a fresh client: the floor under each
-    adapter. Keyed by the adapter each one is the floor of."""
+def library_gets(request: HttpRequest) -> dict[str, Callable[[], float]]:
+    """azid's IMDS token GET (its URL and headers) made by each library alone, with a fresh client:
+    the floor under each adapter. Keyed by the adapter each one is the floor of."""
     import httpx
     import requests
+
+    url, headers = request.url, dict(request.headers)
 
     def with_stdlib() -> float:
         parts = urlsplit(url)
         start = time.perf_counter()
         connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
-        connection.request("GET", f"{parts.path}?{parts.query}", headers=HEADERS)
+        connection.request("GET", f"{parts.path}?{parts.query}", headers=headers)
         json.loads(connection.getresponse().read())["access_token"]
         elapsed = time.perf_counter() - start
         connection.close()
@@ -245,7 +247,7 @@ def library_gets(url: str) -> dict[str, Callable[[], float]]:
     def with_requests() -> float:
         start = time.perf_counter()
         session = requests.Session()
-        json.loads(session.get(url, headers=HEADERS).content)["access_token"]
+        json.loads(session.get(url, headers=headers).content)["access_token"]
         elapsed = time.perf_counter() - start
         session.close()
         return elapsed
@@ -253,7 +255,7 @@ def library_gets(url: str) -> dict[str, Callable[[], float]]:
     def with_httpx() -> float:
         start = time.perf_counter()
         client = httpx.Client()
-        json.loads(client.get(url, headers=HEADERS).content)["access_token"]
+        json.loads(client.get(url, headers=headers).content)["access_token"]
         elapsed = time.perf_counter() - start
         client.close()
         return elapsed
@@ -261,26 +263,34 @@ def library_gets(url: str) -> dict[str, Callable[[], float]]:
     async def with_httpx_async() -> float:
         start = time.perf_counter()
         client = httpx.AsyncClient()
-        json.loads((await client.get(url, headers=HEADERS)).content)["access_token"]
+        json.loads((await client.get(url, headers=headers)).content)["access_token"]
         elapsed = time.perf_counter() - start
         await client.aclose()
         return elapsed
 
-    def on(loop: str) -> Callable[[], float]:
-        return lambda: cast("float", run_async(loop, with_httpx_async))
+    async def with_h11_on_trio() -> float:
+        start = time.perf_counter()
+        await h11_on_trio("GET", url, headers)
+        return time.perf_counter() - start
+
+    def on(loop: str, timed: Callable[[], Awaitable[float]]) -> Callable[[], float]:
+        return lambda: cast("float", run_async(loop, timed))
 
     return {
         "stdlib http.client + json (floor)": with_stdlib,
         "azid_requests": with_requests,
         "azid_httpx (sync)": with_httpx,
-        "azid_httpx (async, asyncio)": on("asyncio"),
-        "azid_httpx (async, trio)": on("trio"),
+        "azid_httpx (async, asyncio)": on("asyncio", with_httpx_async),
+        "azid_httpx (async, trio)": on("trio", with_httpx_async),
+        "azid_trio (trio)": on("trio", with_h11_on_trio),
     }
 
 
-def cold_rows(endpoint: str, rounds: int) -> list[list[str]]:
-    url = f"{endpoint.removesuffix(IMDS_BASE)}{PATHS['imds']}?api-version=2018-02-01&resource={RESOURCE}"
-    floors = library_gets(url)
+def cold_rows(endpoint: str, emulator: ManagedIdentityEmulator, rounds: int) -> list[list[str]]:
+    request = first_request(ManagedIdentityCredential(imds_endpoint=endpoint, env={}), emulator)
+    if not request.url.startswith(f"{endpoint.removesuffix(IMDS_BASE)}{PATHS['imds']}?"):
+        raise RuntimeError(f"not an IMDS token request: {request!r}")
+    floors = library_gets(request)
     measures: dict[str, Callable[[], float]] = {}
     for name, loop, wrap in adapters():
 
@@ -365,7 +375,7 @@ def main() -> None:
                 table(["path", "ns/call", "target", "azure-identity / azid"], cached),
                 "",
             ]
-            cold = cold_rows(endpoint, args.rounds)
+            cold = cold_rows(endpoint, emulator, args.rounds)
             lines += [
                 f"cold managed-identity token (construct + first get_token, one GET): {args.rounds} rounds",
                 "",

@@ -117,17 +117,23 @@ def test_flight_table_lead_follow_leave() -> None:
     table = FlightTable(events)
     lead = table.enter("k")
     assert isinstance(lead, Lead)
+    assert events.made == []  # a leader alone makes no event
     assert len(table) == 1
     follow = table.enter("k")
     assert isinstance(follow, Follow)
     assert follow.flight is lead.flight
+    assert follow.event is events.made[0]
+    second = table.enter("k")
+    assert isinstance(second, Follow)
+    assert second.event is follow.event  # one event for all waiters
     other = table.enter("other")
     assert isinstance(other, Lead)
     assert len(table) == 2
+    assert len(events.made) == 1
     error = RuntimeError("x")
     table.leave("k", lead.flight, error)
     assert lead.flight.outcome is error
-    assert lead.flight.event is events.made[0]
+    assert lead.flight.landed
     assert events.made[0].set_calls == 1
     assert len(table) == 1
     # Leaving a flight that is no longer the current one wakes its waiters and leaves the new one.
@@ -142,11 +148,33 @@ def test_flight_table_lead_follow_leave() -> None:
 
 
 def test_flight_starts_without_an_outcome() -> None:
-    event = FakeEvent()
-    flight = Flight(event, with_claims=True)
-    assert flight.event is event
+    flight = Flight(with_claims=True)
     assert flight.with_claims
     assert flight.outcome is None
+    assert not flight.landed
+
+
+def test_a_waiter_joining_as_the_flight_lands_does_not_wait() -> None:
+    # Another thread's leader may land between a waiter's `setdefault` on the table and its look at
+    # the flight: the event it publishes then is never set, so it must not wait on it.
+    events = Events()
+    flight = Flight(with_claims=False)
+    flight.land(None)  # no waiter yet: nothing to set
+    assert events.made == []
+    assert flight.event_to_await(events) is None
+    assert flight.outcome is None
+
+
+def test_a_landing_flight_sets_the_event_its_waiters_published() -> None:
+    events = Events()
+    flight = Flight(with_claims=False)
+    event = flight.event_to_await(events)
+    assert event is events.made[0]
+    assert flight.event_to_await(events) is event
+    error = RuntimeError("x")
+    flight.land(error)
+    assert events.made[0].set_calls == 1
+    assert flight.outcome is error
 
 
 # -- one caller --
@@ -324,6 +352,24 @@ def test_second_caller_waits_and_is_served_from_the_cache() -> None:
     assert events.made[0].set_calls == 1
     assert len(flights) == 0
     assert finish(follower, T0 + 2) is token  # no request of its own
+
+
+def test_a_follower_whose_leader_lands_as_it_joins_is_served_without_waiting() -> None:
+    # The threads' race, in one thread: the leader lands while the follower makes its event (after
+    # the follower found the flight in the table, before it looks at `landed`).
+    cred = credential()
+    landed: list[AccessTokenInfo] = []
+
+    def event_while_the_leader_lands() -> FakeEvent:
+        landed.append(finish(leader, token_reply("tok-1")))
+        return FakeEvent()
+
+    flights = FlightTable(event_while_the_leader_lands)
+    leader = acquire_flow(cred, call(), flights, T0)
+    assert isinstance(next(leader), HttpRequest)
+    follower = acquire_flow(cred, call(), flights, T0 + 1)
+    assert served_at_once(follower) is landed[0]  # no AwaitFlight: the flight had landed
+    assert len(flights) == 0
 
 
 def test_many_followers_are_all_served() -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import sys
 import uuid
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from azid_core.drive import run
 from azid_core.effects import HttpRequest, HttpResponse, Sleep
@@ -115,6 +118,16 @@ def test_form_body_keeps_order_and_encodes() -> None:
     assert form_body([]) == b""
 
 
+@given(st.lists(st.tuples(st.text(), st.text()), max_size=6))
+def test_form_body_is_urlencode(fields: list[tuple[str, str]]) -> None:
+    # Names are quoted too when they need it, whatever the shortcut for plain ones.
+    assert form_body(fields) == urlencode(fields).encode("ascii")
+
+
+def test_form_body_quotes_names_that_need_it() -> None:
+    assert form_body([("a b", "1"), ("ü_1", "2"), ("x=y", "3")]) == b"a+b=1&%C3%BC_1=2&x%3Dy=3"
+
+
 # -- request ids and entropy --
 
 
@@ -130,6 +143,11 @@ def test_new_request_id_is_a_uuid4_from_the_entropy() -> None:
     assert asked == [16]
     assert uuid.UUID(request_id).version == 4
     assert new_request_id(lambda n: b"\xff" * n) == "ffffffff-ffff-4fff-bfff-ffffffffffff"
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_new_request_id_is_what_uuid_makes(octets: bytes) -> None:
+    assert new_request_id(lambda n: octets) == str(uuid.UUID(bytes=octets, version=4))
 
 
 def test_default_entropy() -> None:

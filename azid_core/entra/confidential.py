@@ -31,9 +31,11 @@ DEFAULT_REQUEST_TIMEOUT = 30.0  # §0.5: the attempt deadline
 
 
 def host_environ() -> Mapping[str, str]:
-    from .. import blocking
+    # Imported here: flows' modules do not import the host module (STYLE.md). Absolute, because a
+    # relative import runs importlib's Python code on every call.
+    import azid_core.blocking
 
-    return blocking.environ()
+    return azid_core.blocking.environ()
 
 
 def check_id(value: object, name: str, owner: str) -> str:
