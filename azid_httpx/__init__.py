@@ -301,8 +301,9 @@ class AsyncCredential(AsyncCredentialBase):
 
     async def _http(self, request: HttpRequest) -> HttpResponse:
         client = self._clients(request)
-        try:
-            with anyio.fail_after(request.timeout):
+        # A bare cancel scope rather than `anyio.fail_after`, its wrapper: a few microseconds less.
+        with anyio.CancelScope(deadline=anyio.current_time() + request.timeout):
+            try:
                 httpx_request = to_httpx(request, asynchronous=True)
                 response = await client.send(httpx_request, stream=True, follow_redirects=False)
                 try:
@@ -312,11 +313,11 @@ class AsyncCredential(AsyncCredentialBase):
                         body.add(chunk)
                 finally:
                     await response.aclose()
-        except httpx.HTTPError as exc:
-            raise transport_error(exc) from exc
-        except TimeoutError as exc:
-            raise TransportError("timeout", f"no complete response within {request.timeout} s") from exc
-        return from_httpx(response, body.getvalue())
+            except httpx.HTTPError as exc:
+                raise transport_error(exc) from exc
+            return from_httpx(response, body.getvalue())
+        # Only the scope's deadline gets here: it cancelled the exchange.
+        raise TransportError("timeout", f"no complete response within {request.timeout} s")
 
     async def _run(self, command: RunCommand) -> CommandResult:
         line = blocking.command_line(command)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import multiprocessing
 import os
 import statistics
 import threading
@@ -27,6 +28,7 @@ from tests.loopback import LoopbackServer, guard_network
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator, Sequence
+    from multiprocessing.connection import Connection
 
     from azid_core.acquire import TokenSource
     from azid_core.effects import Effect, Reply
@@ -48,10 +50,17 @@ class DiscoveryHandler:
 
     def __init__(self, emulator: EntraEmulator) -> None:
         self.emulator = emulator
-        self.served = 0
+        # In shared memory: a server in a forked child counts where this process reads.
+        self._served = multiprocessing.RawValue("q", 0)
+
+    @property
+    def served(self) -> int:
+        """Requests answered so far."""
+        count: int = self._served.value
+        return count
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        self.served += 1
+        self._served.value += 1
         parts = urlsplit(request.url)
         base = f"{parts.scheme}://{parts.netloc}"
         if request.method == "GET" and parts.path.endswith("/v2.0/.well-known/openid-configuration"):
@@ -73,20 +82,20 @@ class DiscoveryHandler:
 
 @dataclass
 class Bench:
-    server: LoopbackServer
+    url: str
     emulator: EntraEmulator
     handler: DiscoveryHandler
     ca_file: str
 
-    @property
-    def url(self) -> str:
-        return self.server.url
-
 
 @contextmanager
-def serve() -> Iterator[Bench]:
+def serve(*, apart: bool = False) -> Iterator[Bench]:
     """Start the one loopback HTTPS server of a benchmark and make every client in this process trust
-    it: REQUESTS_CA_BUNDLE (requests, azure-identity) and SSL_CERT_FILE (httpx, the stdlib default)."""
+    it: REQUESTS_CA_BUNDLE (requests, azure-identity) and SSL_CERT_FILE (httpx, the stdlib default).
+
+    `apart`: the server runs in a forked child process (where fork exists), so that its work (TLS,
+    signing each token) never waits for, or holds, this process's GIL: less noise in timings of a
+    few milliseconds. Its emulator is then a copy: register everything before `serve`."""
     guard_network()
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         os.environ.pop(name, None)
@@ -95,10 +104,37 @@ def serve() -> Iterator[Bench]:
     emulator = EntraEmulator(clock=time.time)
     emulator.add_app(TENANT, CLIENT_ID, SECRET)
     handler = DiscoveryHandler(emulator)
-    with LoopbackServer(handler, tls=True) as server, server.ca_file() as ca_file:
+    with LoopbackServer.ca().cert_pem.tempfile() as ca_file:
         os.environ["REQUESTS_CA_BUNDLE"] = ca_file
         os.environ["SSL_CERT_FILE"] = ca_file
-        yield Bench(server, emulator, handler, ca_file)
+        if apart and "fork" in multiprocessing.get_all_start_methods():
+            with _server_in_child(handler) as url:
+                yield Bench(url, emulator, handler, ca_file)
+        else:
+            with LoopbackServer(handler, tls=True) as server:
+                yield Bench(server.url, emulator, handler, ca_file)
+
+
+@contextmanager
+def _server_in_child(handler: DiscoveryHandler) -> Iterator[str]:
+    context = multiprocessing.get_context("fork")
+    ours, theirs = context.Pipe()
+    child = context.Process(target=_serve_until_told, args=(handler, theirs), daemon=True)
+    child.start()
+    try:
+        url: str = ours.recv()
+        yield url
+    finally:
+        ours.send("stop")
+        child.join(5)
+        if child.is_alive():
+            child.kill()
+
+
+def _serve_until_told(handler: DiscoveryHandler, pipe: Connection) -> None:
+    with LoopbackServer(handler, tls=True) as server:
+        pipe.send(server.url)
+        pipe.recv()
 
 
 # -- the credentials under test --

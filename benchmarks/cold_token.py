@@ -2,7 +2,8 @@
 
     python -m benchmarks.cold_token [--rounds 41]
 
-One server serves every path. A round measures each path once, in a rotated order: construct a
+One server serves every path, from a child process (`serve(apart=True)`) so that its work never
+takes a turn at this process's GIL. A round measures each path once, in a rotated order: construct a
 fresh core credential and a fresh adapter (so a fresh session or client, a new TCP connection and a
 full TLS handshake) and time construction plus the first `get_token`; closing it is not timed. Async
 paths get a fresh event loop per measurement, whose start-up is not timed. The baseline is the
@@ -376,7 +377,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=41)
     args = parser.parse_args()
-    with serve() as bench:
+    with serve(apart=True) as bench:
         post = azid_post(bench)
         paths = [baseline_path(bench, post), *library_paths(post), *given_client_paths(bench)]
         paths += [from_sync(p) for p in sync_paths(bench.url)]

@@ -78,6 +78,7 @@ def test_normalize_authority_vectors(value: str, expected: str) -> None:
         ("https://user@login.microsoftonline.com", "user information is not allowed"),
         ("https://user:pw@login.microsoftonline.com", "user information is not allowed"),
         ("https://:pw@login.microsoftonline.com", "user information is not allowed"),
+        ("https://@login.microsoftonline.com", "user information is not allowed"),
         ("https://login.microsoftonline.com?x=1", "query or fragment"),
         ("https://login.microsoftonline.com/path?", "query or fragment"),
         ("https://login.microsoftonline.com#frag", "query or fragment"),

@@ -76,7 +76,7 @@ def normalize_authority(value: str | None, env: Mapping[str, str], *, owner: str
         raise invalid("a host is required")
     if not (_HOST_NAME.fullmatch(host) or (":" in host and _IPV6.fullmatch(host))):
         raise invalid("the host is not a valid host name or IP address")
-    if parts.username is not None or parts.password is not None:
+    if "@" in parts.netloc:  # urllib's username and password, each a parse of the netloc
         raise invalid("user information is not allowed", show=False)  # it may hold a password
     if parts.query or parts.fragment or text.endswith(("?", "#")):
         raise invalid("a query or fragment is not allowed")
