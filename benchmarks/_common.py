@@ -6,16 +6,18 @@ any attempt to resolve or connect to another host fail loudly, so nothing leaves
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import multiprocessing
 import os
+import random
 import statistics
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
 from azid_core import ClientSecretCredential
@@ -37,6 +39,7 @@ TENANT = "72f988bf-0000-4000-8000-00000000beef"
 CLIENT_ID = "0a1b2c3d-0000-4000-8000-0000000000c1"
 SECRET = "benchmark-client-secret"
 SCOPE = "https://vault.azure.net/.default"
+T = TypeVar("T")
 
 
 def _json(body: dict[str, Any]) -> HttpResponse:
@@ -180,6 +183,24 @@ def first_request(source: TokenSource, answer: Callable[[HttpRequest], HttpRespo
     call = TokenCall((SCOPE,), None, None, False)
     run(acquire_flow(source, call, FlightTable(threading.Event), time.time()), send)
     return seen[0]
+
+
+def freeze_heap() -> None:
+    """Collect, then freeze what is alive (modules, servers, lazily built state) after the untimed
+    round: the collection before each sample then looks only at what later samples left, instead of
+    walking the whole heap, which took most of a sample's time and left the CPU caches cold."""
+    gc.collect()
+    gc.freeze()
+
+
+def shuffled_rounds(items: Sequence[T], rounds: int, *, seed: int = 1) -> Iterator[list[T]]:
+    """Each round's order: every item once, shuffled anew (seeded, so runs repeat). A rotated list
+    would keep each item behind the same neighbour in every round, and what one path leaves behind
+    (a loop's threads, a server still closing a connection, caches full of its library) would
+    always fall on the same next path."""
+    order = random.Random(seed)
+    for _ in range(rounds):
+        yield order.sample(list(items), len(items))
 
 
 def _reason(exc: BaseException) -> str:

@@ -3,7 +3,7 @@
     python -m benchmarks.cold_certificate [--rounds 41]
 
 Measured as `benchmarks.cold_token` measures (a fresh core credential and adapter per sample, so a
-new TLS connection; construction plus the first `get_token`; rotated rounds after one untimed round
+new TLS connection; construction plus the first `get_token`; shuffled rounds after one untimed round
 of imports), for each adapter twice: with `ClientSecretCredential`, and with `CertificateCredential`
 from a PEM file. The certificate's extra cost is reading and parsing the file and signing one PS256
 assertion. azure-identity's two credentials (sync) run beside them, with the same file.
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, cast
 from azid_core import CertificateCredential
 from tests.certs import leaf
 
-from ._common import CLIENT_ID, TENANT, AsyncPath, SyncPath, core, serve, table
+from ._common import CLIENT_ID, TENANT, AsyncPath, SyncPath, core, freeze_heap, serve, shuffled_rounds, table
 from .cold_token import Path, azid_post, baseline_path, from_async, from_sync, run_once
 
 if TYPE_CHECKING:
@@ -146,9 +146,9 @@ def main() -> None:
         paths = [base, *(p for _, *both in pairs for p in both)]
         for path in paths:  # untimed: imports, lazy modules, the server's first JWT
             run_once(bench, path, record=False)
-        for index in range(args.rounds):
-            shift = index % len(paths)
-            for path in paths[shift:] + paths[:shift]:
+        freeze_heap()
+        for order in shuffled_rounds(paths, args.rounds):
+            for path in order:
                 run_once(bench, path, record=True)
     print(report(pairs, base, args.rounds))
 

@@ -3,7 +3,7 @@
     python -m benchmarks.cold_token [--rounds 41]
 
 One server serves every path, from a child process (`serve(apart=True)`) so that its work never
-takes a turn at this process's GIL. A round measures each path once, in a rotated order: construct a
+takes a turn at this process's GIL. A round measures each path once, in a shuffled order: construct a
 fresh core credential and a fresh adapter (so a fresh session or client, a new TCP connection and a
 full TLS handshake) and time construction plus the first `get_token`; closing it is not timed. Async
 paths get a fresh event loop per measurement, whose start-up is not timed. The baseline is the
@@ -49,8 +49,10 @@ from ._common import (
     async_paths,
     core,
     first_request,
+    freeze_heap,
     run_async,
     serve,
+    shuffled_rounds,
     sync_paths,
     table,
 )
@@ -386,9 +388,9 @@ def main() -> None:
         paths.sort(key=lambda p: (p.azure_identity, p.is_azid, p.given_client))
         for path in paths:  # untimed: imports, lazy modules, the server's first JWT
             run_once(bench, path, record=False)
-        for index in range(args.rounds):
-            shift = index % len(paths)
-            for path in paths[shift:] + paths[:shift]:
+        freeze_heap()
+        for order in shuffled_rounds(paths, args.rounds):
+            for path in order:
                 run_once(bench, path, record=True)
     print(report(paths, args.rounds))
 

@@ -34,7 +34,7 @@ from azid_core import CredentialUnavailableError, ManagedIdentityCredential
 from azid_core.testing.managed_identity import IMDS_BASE, PATHS, ManagedIdentityEmulator
 from tests.loopback import LoopbackServer, guard_network
 
-from ._common import first_request, run_async, table
+from ._common import first_request, freeze_heap, run_async, shuffled_rounds, table
 from .cached_token import calls_per_repeat, time_async, time_sync
 from .cold_token import h11_on_trio
 
@@ -312,10 +312,10 @@ def cold_rows(endpoint: str, emulator: ManagedIdentityEmulator, rounds: int) -> 
     samples: dict[str, list[float]] = {name: [] for name in everything}
     for function in everything.values():  # untimed: imports and lazy set-up
         function()
+    freeze_heap()
     names = list(everything)
-    for index in range(rounds):
-        shift = index % len(names)
-        for name in names[shift:] + names[:shift]:
+    for order in shuffled_rounds(names, rounds):
+        for name in order:
             gc.collect()  # a collection inside a sample would be noise
             samples[name].append(everything[name]())
     medians = {name: statistics.median(values) * 1000 for name, values in samples.items()}
