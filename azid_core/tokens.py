@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
 from .errors import protocol_error
 from .redact import mask
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AccessToken",
     "AccessTokenInfo",
+    "is_token_text",
     "json_object",
     "parse_expiry",
     "parse_lifetime",
@@ -29,7 +30,18 @@ __all__ = [
 MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z: later values are garbage, not far-future tokens
 HALF_LIFE_THRESHOLD = 7200  # tokens living 2 h or more refresh at half-life (§7.2)
 MAX_TOKEN_LENGTH = 65536
-_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
+
+
+def is_token_text(value: object) -> TypeGuard[str]:
+    """`value` is 1 to 65536 printable ASCII characters other than space (§1.6); with `str` methods,
+    which on a first token cost a third of what a regular expression does."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_TOKEN_LENGTH
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+    )
 
 
 class AccessToken(NamedTuple):
@@ -225,7 +237,7 @@ def token_from_json(
     Raises:  ProtocolError(source, field) for anything else.
     """
     token = body.get("access_token")
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not _TOKEN_CHARS.fullmatch(token):
+    if not is_token_text(token):
         problem = "missing" if token is None else "not 1 to 65536 printable ASCII characters"
         raise protocol_error(owner, source, "access_token", problem)
     field = next((name for name in expiry_order if name in body), None)

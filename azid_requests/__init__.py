@@ -172,10 +172,9 @@ class Credential(CredentialBase):
         return session, verify
 
     def _http(self, request: HttpRequest) -> HttpResponse:
-        where = urlsplit(request.url).netloc
         if request.pin_sha1 is not None and not request.url.lower().startswith("https:"):
             # A pin over plain TCP would silently check nothing.
-            raise TransportError("tls", f"{where}: pin_sha1 needs an https URL")
+            raise TransportError("tls", f"{urlsplit(request.url).netloc}: pin_sha1 needs an https URL")
         session, verify = self._session_and_trust(request)
         headers: dict[str, str | None] = dict(request.headers)
         ours = {name.lower() for name in headers}
@@ -205,7 +204,7 @@ class Credential(CredentialBase):
                         raise TransportError("timeout", f"no complete response within {request.timeout} s")
                 return HttpResponse(response.status_code, tuple(response.headers.items()), body.getvalue())
         except requests.RequestException as exc:
-            raise transport_error(exc, where) from exc
+            raise transport_error(exc, urlsplit(request.url).netloc) from exc
 
     def close(self) -> None:
         with self._lock:

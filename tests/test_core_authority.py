@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from azid_core.entra.authority import (
     AZURE_CHINA,
@@ -189,6 +193,21 @@ def test_check_tenant_id_rejects(tenant: str) -> None:
     with pytest.raises(ConfigError) as info:
         check_tenant_id(tenant, owner="TestCred")
     assert str(info.value).startswith("TestCred: tenant_id is invalid: ")
+
+
+# The rule as first written, a regular expression; check_tenant_id now uses str methods.
+_TENANT_RULE = re.compile(r"[A-Za-z0-9.-]{1,256}")
+
+
+@given(st.text(alphabet="aZ09.-_ /ä", max_size=300) | st.text())
+def test_check_tenant_id_accepts_exactly_what_the_rule_does(tenant: str) -> None:
+    allowed = bool(_TENANT_RULE.fullmatch(tenant)) and not tenant.startswith("-")
+    try:
+        check_tenant_id(tenant, owner="TestCred")
+    except ConfigError:
+        assert not allowed
+    else:
+        assert allowed
 
 
 def test_check_tenant_id_rejects_non_strings_and_names_the_option() -> None:

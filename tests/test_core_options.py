@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from azid_core.errors import ConfigError
 from azid_core.options import check_scopes, merge_claims
@@ -146,3 +149,18 @@ def test_cae_with_deeply_nested_claims_is_a_config_error(claims: str) -> None:
     assert str(info.value) == "TestCred: claims is invalid: with enable_cae it must be a JSON object"
     # Without CAE the claims are not parsed, so nesting does not matter.
     assert merge_claims(claims, enable_cae=False, owner="TestCred") == claims
+
+
+# The rule as first written, a regular expression; check_scopes now reads ASCII with str methods.
+_BAD_SCOPE_RULE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0xA0)) | st.text())
+def test_check_scopes_accepts_exactly_what_the_rule_does(scope: str) -> None:
+    allowed = bool(scope) and not _BAD_SCOPE_RULE.search(scope)
+    try:
+        check_scopes((scope,), owner="TestCred")
+    except ConfigError:
+        assert not allowed
+    else:
+        assert allowed

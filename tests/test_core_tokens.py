@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from azid_core.errors import ProtocolError
 from azid_core.tokens import (
     MAX_EPOCH,
     AccessToken,
     AccessTokenInfo,
+    is_token_text,
     parse_expiry,
     parse_lifetime,
     refresh_time,
@@ -474,3 +478,18 @@ def test_access_token_info_fields_repr_and_equality() -> None:
         hash(info)
     with pytest.raises(AttributeError):
         info.extra = 1  # type: ignore[attr-defined]
+
+
+# The rule as first written, a regular expression; is_token_text now uses str methods.
+_TOKEN_RULE = re.compile(r"[\x21-\x7e]{1,65536}")
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x80)) | st.text() | st.just("x" * 65537))
+def test_is_token_text_is_the_rule(value: str) -> None:
+    assert is_token_text(value) == bool(_TOKEN_RULE.fullmatch(value))
+
+
+def test_is_token_text_takes_only_strings() -> None:
+    assert not is_token_text(None)
+    assert not is_token_text(b"abc")
+    assert is_token_text("x" * 65536)

@@ -28,7 +28,7 @@ from ..errors import (
 from ..logs import debug
 from ..options import check_scopes, merge_claims
 from ..redact import excerpt
-from ..tokens import _TOKEN_CHARS, MAX_TOKEN_LENGTH, AccessToken, AccessTokenInfo, parse_expiry, refresh_time
+from ..tokens import AccessToken, AccessTokenInfo, is_token_text, parse_expiry, refresh_time
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -299,7 +299,7 @@ class DeveloperToolCredential(ABC):
 
     def _token(self, value: object, field: str) -> str:
         """A token field: 1 to 65536 printable ASCII characters (§1.6)."""
-        if not isinstance(value, str) or len(value) > MAX_TOKEN_LENGTH or not _TOKEN_CHARS.fullmatch(value):
+        if not is_token_text(value):
             problem = "missing" if value is None else "not 1 to 65536 printable ASCII characters"
             raise protocol_error(type(self).__name__, self.tool, field, problem)
         return value

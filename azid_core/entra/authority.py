@@ -44,7 +44,7 @@ class AzureAuthorityHosts:
 
 # Plain http is allowed only where no one else can listen: tests and local emulators (§1.1).
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-_TENANT = re.compile(r"[A-Za-z0-9.-]{1,256}")
+_TENANT_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-"
 _HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?", re.ASCII)
 _IPV6 = re.compile(r"[0-9a-f:.]+(%[a-z0-9._~-]+)?", re.ASCII)
 
@@ -90,7 +90,13 @@ def normalize_authority(value: str | None, env: Mapping[str, str], *, owner: str
 
 def check_tenant_id(tenant_id: str, *, owner: str, name: str = "tenant_id") -> str:
     """`tenant_id` if it is a valid tenant ID or domain (§1.3), else ConfigError."""
-    if not isinstance(tenant_id, str) or not _TENANT.fullmatch(tenant_id) or tenant_id.startswith("-"):
+    # strip() leaves nothing exactly when every character is allowed.
+    if (
+        not isinstance(tenant_id, str)
+        or not 0 < len(tenant_id) <= 256
+        or tenant_id.strip(_TENANT_CHARS)
+        or tenant_id.startswith("-")
+    ):
         raise ConfigError(
             f"{owner}: {name} is invalid: use 1 to 256 letters, digits, '.' and '-', not starting "
             f"with '-' (got {tenant_id!r})"
