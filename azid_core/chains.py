@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .acquire import acquire_alone
 from .cache import TokenCache
 from .errors import AzidError, ConfigError, CredentialUnavailableError
+from .host import host_environ
 from .options import check_scopes, merge_claims
 
 if TYPE_CHECKING:
@@ -421,8 +422,6 @@ class DefaultAzureCredential(ChainedTokenCredential):
         entropy: Callable[[int], bytes] | None = None,
         platform: str | None = None,
     ) -> None:
-        from .entra.confidential import host_environ
-
         # Accepted for drop-in compatibility; azid has none of these credentials (§0, §6.2).
         del exclude_shared_token_cache_credential, exclude_visual_studio_code_credential
         del exclude_broker_credential, interactive_browser_client_id, interactive_browser_tenant_id
@@ -574,7 +573,6 @@ class DeveloperToolsCredential(ChainedTokenCredential):
     ) -> None:
         from .devtools.az import AzureCliCredential
         from .devtools.azd import AzureDeveloperCliCredential
-        from .entra.confidential import host_environ
 
         environment = host_environ() if env is None else env
         options: dict[str, Any] = {

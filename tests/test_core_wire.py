@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import uuid
 from typing import TYPE_CHECKING
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import pytest
 from hypothesis import given
@@ -22,6 +22,7 @@ from azid_core.wire import (
     form_body,
     http,
     new_request_id,
+    percent_encoded,
     retry_hint,
     send_with_retry,
     sleep,
@@ -435,3 +436,8 @@ def test_a_policy_without_delays_makes_one_attempt() -> None:
 def test_send_with_retry_rejects_a_bad_reply() -> None:
     with pytest.raises(AzidError, match="not HttpResponse"):
         run(send_with_retry(REQ, ENTRA_POLICY, NOW), ScriptedIO(None))
+
+
+@given(_FORM_TEXT)
+def test_percent_encoded_is_quote_with_nothing_safe(text: str) -> None:
+    assert percent_encoded(text) == quote(text, safe="")

@@ -25,6 +25,7 @@ from ..errors import (
     TransportError,
     protocol_error,
 )
+from ..host import host_environ
 from ..logs import debug
 from ..options import check_scopes, merge_claims
 from ..redact import excerpt
@@ -156,8 +157,6 @@ class DeveloperToolCredential(ABC):
         env: Mapping[str, str] | None,
         platform: str | None,
     ) -> None:
-        from ..entra.confidential import host_environ
-
         owner = type(self).__name__
         environment = host_environ() if env is None else env
         if tenant_id != "":

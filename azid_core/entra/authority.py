@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from ..errors import ConfigError
+from ..wire import percent_encoded
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -131,4 +132,4 @@ def resolve_tenant(
 
 def token_url(authority: str, tenant: str) -> str:
     """The v2.0 token endpoint of `tenant` under `authority` (§1.2); the authority's path is kept."""
-    return f"{authority}/{quote(tenant, safe='')}/oauth2/v2.0/token"
+    return f"{authority}/{percent_encoded(tenant)}/oauth2/v2.0/token"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..cache import TokenCache
 from ..errors import ConfigError
+from ..host import host_environ
 from ..options import check_scopes, merge_claims
 from ..wire import default_entropy, user_agent
 from .adfs import adfs_token_endpoint
@@ -25,17 +26,9 @@ if TYPE_CHECKING:
     from ..effects import Flow
     from ..tokens import AccessTokenInfo
 
-__all__ = ["ClientSecretCredential", "EntraCredential", "EntraForm", "check_id", "host_environ"]
+__all__ = ["ClientSecretCredential", "EntraCredential", "EntraForm", "check_id"]
 
 DEFAULT_REQUEST_TIMEOUT = 30.0  # §0.5: the attempt deadline
-
-
-def host_environ() -> Mapping[str, str]:
-    # Imported here: flows' modules do not import the host module (STYLE.md). Absolute, because a
-    # relative import runs importlib's Python code on every call.
-    import azid_core.blocking
-
-    return azid_core.blocking.environ()
 
 
 def check_id(value: object, name: str, owner: str) -> str:

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, TypedDict
 
 from ..cache import TokenCache
 from ..errors import ConfigError, CredentialUnavailableError
+from ..host import host_environ
 from .certificate import CertificateCredential
-from .confidential import ClientSecretCredential, EntraCredential, host_environ
+from .confidential import ClientSecretCredential, EntraCredential
 from .password import UsernamePasswordCredential
 
 if TYPE_CHECKING:

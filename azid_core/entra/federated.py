@@ -23,13 +23,14 @@ from ..errors import (
     TransportError,
     protocol_error,
 )
+from ..host import host_environ
 from ..logs import debug
 from ..options import merge_claims
 from ..redact import excerpt, mask
 from ..tokens import json_object
 from ..wire import SERVICE_POLICY, new_request_id, send_with_retry
 from .assertion import assertion_form
-from .confidential import EntraCredential, EntraForm, check_id, host_environ
+from .confidential import EntraCredential, EntraForm, check_id
 from .endpoint import CONNECT_TIMEOUT, EntraRequest, token_request_flow
 
 if TYPE_CHECKING:

@@ -9,13 +9,14 @@ all begin `ManagedIdentityCredential (<source>):`.
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, NamedTuple
-from urllib.parse import quote, urlsplit
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import urlsplit
 
 from ..effects import HttpRequest
 from ..errors import AuthError, CredentialUnavailableError, NotConfiguredError, protocol_error
 from ..redact import excerpt, mask
-from ..tokens import json_object, token_from_json
+from ..tokens import token_from_json
+from ..wire import percent_encoded
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -103,7 +104,7 @@ def source_request(
 ) -> HttpRequest:
     """A managed-identity request: `query` appended to `url` (`/` and `:` percent-encoded too, §0.4),
     the §0.4 headers then the source's own, and no proxy for loopback and link-local hosts (§4.2)."""
-    encoded = "&".join(f"{quote(name, safe='')}={quote(value, safe='')}" for name, value in query)
+    encoded = "&".join(f"{percent_encoded(name)}={percent_encoded(value)}" for name, value in query)
     full = f"{url}{'&' if '?' in url else '?'}{encoded}" if encoded else url
     return HttpRequest(
         method,
@@ -140,6 +141,7 @@ def unreachable(source: str, url: str, error: TransportError, secrets: tuple[str
 
 def read_reply(
     response: HttpResponse,
+    body: dict[str, Any] | None,
     call: SourceCall,
     *,
     source: str,
@@ -150,12 +152,12 @@ def read_reply(
 ) -> AccessTokenInfo:
     """The token in a 2xx reply, or the §4.3 error for any other.
 
-    `error_field` reads the service's error code from a JSON error body (Service Fabric's
-    `error.code`, App Service's `statusCode`); by default the body's `error`.
+    `body` is `json_object(response.body)`, which the source may have needed already. `error_field`
+    reads the service's error code from a JSON error body (Service Fabric's `error.code`, App
+    Service's `statusCode`); by default the body's `error`.
     Raises:  NotConfiguredError for a 400 (the identity is not assigned); AuthError for another
              non-2xx; ProtocolError for an unreadable 2xx.
     """
-    body = json_object(response.body)
     if 200 <= response.status < 300:
         if body is None:
             shown = excerpt(response.body, secrets) or "empty"

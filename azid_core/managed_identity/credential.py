@@ -10,6 +10,7 @@ both tokens cached.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import sys
@@ -20,10 +21,16 @@ from ..acquire import TokenCall, acquire_alone
 from ..cache import Serve, TokenCache
 from ..effects import FileContent, HttpRequest, ReadFile
 from ..errors import ConfigError, CredentialUnavailableError, TransportError
+from ..host import host_environ
 from ..logs import debug
 from ..options import check_scopes, merge_claims
 from ..wire import default_entropy, new_request_id, user_agent
+
+# Row 8, IMDS (with the Arc agent's look-up), serves every credential the environment says
+# nothing to: these two modules are always needed.
+from .arc import arc_flow, arc_source
 from .common import OWNER, Selector, SourceCall, unreachable
+from .imds import ImdsSource, imds_flow, imds_probe_flow, imds_source
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -69,13 +76,13 @@ class _Failure(NamedTuple):
     what: str
 
 
+@functools.cache
 def _flows() -> dict[str, Callable[..., Flow[AccessTokenInfo]]]:
-    """Each source's flow, `flow(source_record, call, now=now)`; imported when first needed."""
+    """Each source's flow, `flow(source_record, call, now=now)`; the modules of the sources row 8
+    does not need are imported when first needed, once."""
     from .app_service import app_service_flow
-    from .arc import arc_flow
     from .azure_ml import azure_ml_flow
     from .cloud_shell import cloud_shell_flow
-    from .imds import imds_flow
     from .service_fabric import service_fabric_flow
 
     return {
@@ -195,8 +202,6 @@ def _detect(
         header = _header(identity_header, "IDENTITY_HEADER")
         return _Detected("app_service", AppServiceSource(endpoint, header), (header,))
     if identity_endpoint and value("IMDS_ENDPOINT"):
-        from .arc import arc_source
-
         endpoint = _endpoint(identity_endpoint, "IDENTITY_ENDPOINT")
         return _Detected(
             "arc", arc_source(endpoint, key_directory=arc_key_directory, platform=platform, env=env)
@@ -234,9 +239,6 @@ def _detect_imds(
 ) -> _Detected:
     """Row 8: IMDS at `imds_endpoint`, else AZURE_POD_IDENTITY_AUTHORITY_HOST, else the default;
     with the default, the Arc agent is looked for at the first request."""
-    from .arc import arc_source
-    from .imds import imds_source
-
     option = imds_endpoint is not None
     name = "imds_endpoint" if option else "AZURE_POD_IDENTITY_AUTHORITY_HOST"
     base = (imds_endpoint if option else env.get(name, "")) or ""
@@ -291,8 +293,6 @@ class ManagedIdentityCredential:
         _inherited_client_id: str | None = None,
         _workload_identity: bool = True,
     ) -> None:
-        from ..entra.confidential import host_environ
-
         environment = host_environ() if env is None else env
         explicit = _selector(client_id, object_id, resource_id, identity_config)
         inherited = _selector(_inherited_client_id, None, None, None)
@@ -466,8 +466,6 @@ class ManagedIdentityCredential:
         return self._probe_option is True or (call.in_chain and not self._imds_overridden)
 
     def _probe(self, call: SourceCall, now: float) -> Flow[None]:
-        from .imds import ImdsSource, imds_probe_flow
-
         assert isinstance(self._record, ImdsSource)
         failed = yield from imds_probe_flow(self._record, call)
         if failed is not None:

@@ -127,10 +127,11 @@ def imds_flow(source: ImdsSource, call: SourceCall, *, now: float) -> Flow[Acces
         raise CredentialUnavailableError(
             f"{NAME}: the network to IMDS is unreachable (HTTP 403): {excerpt(response.body)}"
         )
-    if response.status != 400 and json_object(response.body) is None:
+    body = json_object(response.body)
+    if response.status != 400 and body is None:
         # Something answers at the address, but it is not IMDS (§4.3).
         raise CredentialUnavailableError(
             f"{NAME}: the reply (HTTP {response.status}) is not JSON, so the endpoint is not IMDS: "
             f"{excerpt(response.body) or 'empty body'}"
         )
-    return read_reply(response, call, source=SOURCE, expiry_order=("expires_in", "expires_on"), now=now)
+    return read_reply(response, body, call, source=SOURCE, expiry_order=("expires_in", "expires_on"), now=now)

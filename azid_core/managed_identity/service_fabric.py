@@ -120,6 +120,7 @@ def service_fabric_flow(
         )
     return read_reply(
         response,
+        body,
         call,
         source=SOURCE,
         expiry_order=("expires_on", "expires_in"),
