@@ -241,7 +241,12 @@ def token_from_json(
         problem = "missing" if token is None else "not 1 to 65536 printable ASCII characters"
         raise protocol_error(owner, source, "access_token", problem)
     field = next((name for name in expiry_order if name in body), None)
-    if field == "expires_in":
+    lifetime = body.get("expires_in") if field == "expires_in" else None
+    if type(lifetime) is int and 0 < lifetime <= MAX_EPOCH - int(now):
+        # What nearly every reply holds: a whole positive number of seconds, the sum in range (it is
+        # after `now`, being at least 1 over int(now)). Any other value takes the checks below.
+        expires_on = int(now) + lifetime
+    elif field == "expires_in":
         lifetime = parse_lifetime(body[field], field=field, source=source, owner=owner, secrets=secrets)
         if lifetime <= 0:
             raise protocol_error(owner, source, field, f"{lifetime} is not positive")

@@ -19,6 +19,7 @@ from azid_core.tokens import (
     parse_expiry,
     parse_lifetime,
     refresh_time,
+    token_from_json,
 )
 
 NOW = 1_700_000_000.0
@@ -493,3 +494,24 @@ def test_is_token_text_takes_only_strings() -> None:
     assert not is_token_text(None)
     assert not is_token_text(b"abc")
     assert is_token_text("x" * 65536)
+
+
+def _read(body: dict[str, Any], now: float) -> AccessTokenInfo | str:
+    try:
+        return token_from_json(body, owner="TestCred", source="Some Service", now=now)
+    except ProtocolError as error:
+        return str(error)
+
+
+@given(
+    st.integers(min_value=-5, max_value=MAX_EPOCH + 5) | st.integers(),
+    st.floats(min_value=0, max_value=MAX_EPOCH - 1, allow_nan=False),
+)
+def test_a_whole_expires_in_reads_as_its_text_does(lifetime: int, now: float) -> None:
+    # The shortcut for integers against the checked path, which a numeric string always takes.
+    whole = _read({"access_token": "tok", "expires_in": lifetime}, now)
+    text = _read({"access_token": "tok", "expires_in": str(lifetime)}, now)
+    if isinstance(whole, str):
+        assert isinstance(text, str)  # both refused (the message shows the value as it was given)
+    elif len(str(abs(lifetime))) <= 15:  # longer text is refused as not a number
+        assert whole == text
