@@ -1,6 +1,6 @@
 """Cold first-token time against the loopback HTTPS server, per path, versus bare stdlib.
 
-    python -m benchmarks.cold_token [--rounds 41]
+    python -m benchmarks.cold_token [--rounds 1001]
 
 One server serves every path, from a child process (`serve(apart=True)`) so that its work never
 takes a turn at this process's GIL. A round measures each path once, in a shuffled order: construct a
@@ -16,9 +16,11 @@ URL, the same headers (User-Agent, both request-id headers, Accept, Content-Type
 fields, which each library encodes itself (`data=`), as its users write it (urlencode for the
 stdlib and h11 rows). A request id is fixed there, fresh per request in azid.
 
-A round costs a few tens of milliseconds, so the default is 41 rounds rather than 15: on a busy
-two-core machine the median of 15 still moved by a millisecond (20 %) from run to run. Ratios are
-given on the medians (the target) and on the minimums (the least-disturbed runs).
+Samples vary by 15-20 % (interquartile range) on a busy two-core machine, so that two runs of the
+same library alone differed by up to 3 % at 101 rounds and 1.5 % at 301: the default is 1001 rounds
+(about a minute; the heap is frozen after the untimed round, so the collection before each sample
+is cheap). Ratios are given on the medians (the target), on the minimums (the least-disturbed
+runs) and paired (the median of each round's ratio).
 
 Each HTTP library azid runs on also makes the same POST alone, with a fresh session or client and
 no azid code ("requests Session alone", ...; for azid_trio, h11 over trio's TCP and TLS streams). The
@@ -379,7 +381,7 @@ def report(paths: list[Path], rounds: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rounds", type=int, default=41)
+    parser.add_argument("--rounds", type=int, default=1001)
     args = parser.parse_args()
     with serve(apart=True) as bench:
         post = azid_post(bench)
