@@ -168,13 +168,7 @@ def arc_flow(source: ArcSource, call: SourceCall, *, now: float) -> Flow[AccessT
         raise refusal(response, source=SOURCE, secrets=secrets, request_id=call.request_id)
     # TOKEN reads the token; FAILED raises the §4.3 error from here.
     token = read_reply(
-        response,
-        json_object(response.body),
-        call,
-        source=SOURCE,
-        expiry_order=("expires_in", "expires_on"),
-        now=now,
-        secrets=secrets,
+        response, call, source=SOURCE, expiry_order=("expires_in", "expires_on"), now=now, secrets=secrets
     )
     _check_echo(response, call, secrets)
     return token

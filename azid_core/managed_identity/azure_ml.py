@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import TransportError
-from ..tokens import json_object
 from ..wire import SERVICE_POLICY, send_with_retry
 from .common import chain_policy, read_reply, selector_query, source_request, unreachable
 
@@ -51,11 +50,5 @@ def azure_ml_flow(source: AzureMLSource, call: SourceCall, *, now: float) -> Flo
     except TransportError as exc:
         raise unreachable(SOURCE, source.endpoint, exc, secrets) from exc
     return read_reply(
-        response,
-        json_object(response.body),
-        call,
-        source=SOURCE,
-        expiry_order=("expires_on", "expires_in"),
-        now=now,
-        secrets=secrets,
+        response, call, source=SOURCE, expiry_order=("expires_on", "expires_in"), now=now, secrets=secrets
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import TransportError
-from ..tokens import json_object
 from ..wire import SERVICE_POLICY, form_body, send_with_retry
 from .common import chain_policy, read_reply, source_request, unreachable
 
@@ -43,11 +42,4 @@ def cloud_shell_flow(source: CloudShellSource, call: SourceCall, *, now: float) 
         response, now = yield from send_with_retry(request, chain_policy(SERVICE_POLICY, call), now)
     except TransportError as exc:
         raise unreachable(SOURCE, source.endpoint, exc) from exc
-    return read_reply(
-        response,
-        json_object(response.body),
-        call,
-        source=SOURCE,
-        expiry_order=("expires_on", "expires_in"),
-        now=now,
-    )
+    return read_reply(response, call, source=SOURCE, expiry_order=("expires_on", "expires_in"), now=now)

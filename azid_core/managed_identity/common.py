@@ -9,13 +9,14 @@ all begin `ManagedIdentityCredential (<source>):`.
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Any, NamedTuple
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from ..effects import HttpRequest
 from ..errors import AuthError, CredentialUnavailableError, NotConfiguredError, protocol_error
 from ..redact import excerpt, mask
-from ..tokens import token_from_json
+from ..tokens import json_object, token_from_json
 from ..wire import percent_encoded
 
 if TYPE_CHECKING:
@@ -139,9 +140,12 @@ def unreachable(source: str, url: str, error: TransportError, secrets: tuple[str
     )
 
 
+class _Unread(Enum):
+    BODY = "not read yet"
+
+
 def read_reply(
     response: HttpResponse,
-    body: dict[str, Any] | None,
     call: SourceCall,
     *,
     source: str,
@@ -149,15 +153,18 @@ def read_reply(
     now: float,
     secrets: tuple[str, ...] = (),
     error_field: Callable[[dict[str, object]], str | None] | None = None,
+    body: dict[str, Any] | Literal[_Unread.BODY] | None = _Unread.BODY,
 ) -> AccessTokenInfo:
     """The token in a 2xx reply, or the §4.3 error for any other.
 
-    `body` is `json_object(response.body)`, which the source may have needed already. `error_field`
-    reads the service's error code from a JSON error body (Service Fabric's `error.code`, App
-    Service's `statusCode`); by default the body's `error`.
+    `error_field` reads the service's error code from a JSON error body (Service Fabric's
+    `error.code`, App Service's `statusCode`); by default the body's `error`. `body` is the reply as
+    `json_object` reads it, when the source has read it already (it is not read twice).
     Raises:  NotConfiguredError for a 400 (the identity is not assigned); AuthError for another
              non-2xx; ProtocolError for an unreadable 2xx.
     """
+    if body is _Unread.BODY:
+        body = json_object(response.body)
     if 200 <= response.status < 300:
         if body is None:
             shown = excerpt(response.body, secrets) or "empty"

@@ -134,4 +134,6 @@ def imds_flow(source: ImdsSource, call: SourceCall, *, now: float) -> Flow[Acces
             f"{NAME}: the reply (HTTP {response.status}) is not JSON, so the endpoint is not IMDS: "
             f"{excerpt(response.body) or 'empty body'}"
         )
-    return read_reply(response, body, call, source=SOURCE, expiry_order=("expires_in", "expires_on"), now=now)
+    return read_reply(
+        response, call, source=SOURCE, expiry_order=("expires_in", "expires_on"), now=now, body=body
+    )

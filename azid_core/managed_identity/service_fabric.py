@@ -120,11 +120,11 @@ def service_fabric_flow(
         )
     return read_reply(
         response,
-        body,
         call,
         source=SOURCE,
         expiry_order=("expires_on", "expires_in"),
         now=now,
         secrets=secrets,
         error_field=_error_code,
+        body=body,
     )
