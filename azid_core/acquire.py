@@ -130,7 +130,7 @@ def _lead(
 
 
 class _Unshared:
-    """The event of a flight nobody else can join: nothing ever waits on it."""
+    """The event kind of a flight table nobody else can join: with no waiter, none is ever made."""
 
     def set(self) -> None:
         """Nobody to wake."""
