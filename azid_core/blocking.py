@@ -1,5 +1,5 @@
-"""The host as adapters see it: wall clock, sleeping, thread events, the process environment, files,
-processes.
+"""The host as adapters see it: wall clock, sleeping, thread events, the process environment, random
+bytes, files, processes.
 
 The one module of azid_core allowed to touch the operating system. Flows never import it; the
 credential frontends and constructors take their defaults from here. For `RunCommand` it also holds
@@ -37,6 +37,7 @@ __all__ = [
     "kill_group",
     "local_naive_to_epoch",
     "new_event",
+    "random_bytes",
     "read_file",
     "run_command",
     "sleep",
@@ -46,6 +47,8 @@ __all__ = [
 clock = time.time
 sleep = time.sleep
 new_event = threading.Event
+# What `secrets.token_bytes` returns, without its two Python layers: request ids are made per request.
+random_bytes = os.urandom
 
 
 def environ() -> Mapping[str, str]:

@@ -1,22 +1,38 @@
-"""The host's environment, as a core credential's constructor reads it when given no `env=`.
+"""The host as a core credential's constructor takes it when given none: the process environment
+(`env=`) and the operating system's random bytes (`entropy=`).
 
 Constructors live in modules that hold flows too, and flows' modules never import `blocking` (the
-one module that touches the OS, STYLE.md): this module imports it at the first call, not before.
+one module that touches the OS, STYLE.md): this module imports it at the first call, once.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import functools
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
-__all__ = ["host_environ"]
+__all__ = ["host_entropy", "host_environ"]
+
+
+class _Host(NamedTuple):
+    environ: Callable[[], Mapping[str, str]]
+    random_bytes: Callable[[int], bytes]
+
+
+@functools.cache
+def _host() -> _Host:
+    from . import blocking
+
+    return _Host(blocking.environ, blocking.random_bytes)
 
 
 def host_environ() -> Mapping[str, str]:
     """The process environment (`blocking.environ`)."""
-    # Absolute and without `from`: a relative import runs importlib's Python code on every call.
-    import azid_core.blocking
+    return _host().environ()
 
-    return azid_core.blocking.environ()
+
+def host_entropy() -> Callable[[int], bytes]:
+    """The default entropy source: the OS's random bytes (`blocking.random_bytes`)."""
+    return _host().random_bytes

@@ -16,6 +16,7 @@ __all__ = ["debug"]
 # One logger per area, looked up once: `logging.getLogger` takes the module's lock on every call,
 # and a token request writes several records.
 _loggers: dict[str, Logger] = {}
+_DEBUG = 10  # logging.DEBUG
 
 
 def debug(area: str, message: str, *args: Any) -> None:
@@ -25,4 +26,6 @@ def debug(area: str, message: str, *args: Any) -> None:
         import logging
 
         logger = _loggers[area] = logging.getLogger(f"azid.{area}")
-    logger.debug(message, *args)
+    # The check Logger.debug makes first, without its call: records are off nearly always.
+    if logger.isEnabledFor(_DEBUG):
+        logger.debug(message, *args)

@@ -6,6 +6,7 @@ client accepts what azid returns. Neither shows the token in its repr.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
@@ -210,8 +211,6 @@ def parse_lifetime(value: Any, *, field: str, source: str, owner: str, secrets: 
 
 def json_object(body: bytes) -> dict[str, Any] | None:
     """`body` as a JSON object, or None when it is not one."""
-    import json
-
     try:
         value = json.loads(body)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
@@ -240,7 +239,8 @@ def token_from_json(
     if not is_token_text(token):
         problem = "missing" if token is None else "not 1 to 65536 printable ASCII characters"
         raise protocol_error(owner, source, "access_token", problem)
-    field = next((name for name in expiry_order if name in body), None)
+    first, second = expiry_order
+    field = first if first in body else second if second in body else None
     lifetime = body.get("expires_in") if field == "expires_in" else None
     if type(lifetime) is int and 0 < lifetime <= MAX_EPOCH - int(now):
         # What nearly every reply holds: a whole positive number of seconds, the sum in range (it is
@@ -259,7 +259,6 @@ def token_from_json(
             body[field], field=field, source=source, owner=owner, now=now, secrets=secrets
         )
     else:
-        first, second = expiry_order
         raise protocol_error(owner, source, first, f"missing (and no {second})")
     refresh_in = None
     if "refresh_in" in body:

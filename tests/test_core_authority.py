@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from azid_core.entra import authority
 from azid_core.entra.authority import (
     AZURE_CHINA,
     AZURE_GOVERNMENT,
@@ -208,6 +209,27 @@ def test_check_tenant_id_accepts_exactly_what_the_rule_does(tenant: str) -> None
         assert not allowed
     else:
         assert allowed
+
+
+# The host-name rule as first written; normalize_authority now checks it with str methods.
+_HOST_NAME_RULE = re.compile(
+    r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?", re.ASCII
+)
+
+
+@given(st.text(alphabet="az09_-.", max_size=12) | st.text(alphabet="a-.:Aü ", max_size=6) | st.text())
+def test_host_names_are_accepted_exactly_as_the_rule_does(host: str) -> None:
+    assert authority._is_host_name(host) == bool(_HOST_NAME_RULE.fullmatch(host))
+
+
+@pytest.mark.parametrize("host", ["a", "a.", "a-b.c_d", "127.0.0.1", "x1.y2.z3."])
+def test_host_names_the_rule_accepts(host: str) -> None:
+    assert authority._is_host_name(host)
+
+
+@pytest.mark.parametrize("host", ["", ".", "a..", ".a", "-a", "a-", "a.-b", "a-.b", "a..b", "A", "ä", "a b"])
+def test_host_names_the_rule_refuses(host: str) -> None:
+    assert not authority._is_host_name(host)
 
 
 def test_check_tenant_id_rejects_non_strings_and_names_the_option() -> None:

@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from azid_core.drive import run
 from azid_core.effects import HttpRequest, HttpResponse, Sleep
 from azid_core.errors import AzidError, ConfigError, TransportError
+from azid_core.host import host_entropy
 from azid_core.testing import ScriptedIO
 from azid_core.wire import (
     ENTRA_POLICY,
     RetryPolicy,
-    default_entropy,
     form_body,
     http,
     new_request_id,
@@ -119,13 +119,14 @@ def test_form_body_keeps_order_and_encodes() -> None:
     assert form_body([]) == b""
 
 
-# Mostly characters form_body passes through as they are, some it must escape.
-_FORM_TEXT = st.text() | st.text(alphabet="aZ09-_.~ %+&=/:ü")
+# Mostly characters form_body passes through as they are, some it must escape; any ASCII (the
+# translated table) and anything at all (left to urllib).
+_FORM_TEXT = st.text() | st.text(alphabet="aZ09-_.~ %+&=/:ü") | st.text(st.characters(max_codepoint=127))
 
 
 @given(st.lists(st.tuples(_FORM_TEXT, _FORM_TEXT), max_size=6))
 def test_form_body_is_urlencode(fields: list[tuple[str, str]]) -> None:
-    # Whatever the shortcut for text that needs no escaping, the bytes are urlencode's.
+    # Whatever the shortcuts (text that needs no escaping, ASCII text), the bytes are urlencode's.
     assert form_body(fields) == urlencode(fields).encode("ascii")
 
 
@@ -155,12 +156,13 @@ def test_new_request_id_is_what_uuid_makes(octets: bytes) -> None:
     assert new_request_id(lambda n: octets) == str(uuid.UUID(bytes=octets, version=4))
 
 
-def test_default_entropy() -> None:
-    first, second = default_entropy(16), default_entropy(16)
+def test_the_host_entropy_is_fresh_random_bytes() -> None:
+    entropy = host_entropy()
+    first, second = entropy(16), entropy(16)
     assert len(first) == 16
     assert first != second
-    assert len(default_entropy(3)) == 3
-    assert uuid.UUID(new_request_id(default_entropy)).version == 4
+    assert len(entropy(3)) == 3
+    assert uuid.UUID(new_request_id(entropy)).version == 4
 
 
 # -- the http() and sleep() helpers --

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..cache import TokenCache
 from ..errors import ConfigError
-from ..host import host_environ
+from ..host import host_entropy, host_environ
 from ..options import check_scopes, merge_claims
-from ..wire import default_entropy, user_agent
+from ..wire import user_agent
 from .adfs import adfs_token_endpoint
 from .authority import check_tenant_id, normalize_authority, resolve_tenant, token_url
 from .endpoint import EntraRequest, token_request_flow
@@ -133,7 +133,7 @@ class EntraCredential(ABC):
 
     @property
     def entropy(self) -> Callable[[int], bytes]:
-        return self._entropy or default_entropy
+        return self._entropy or host_entropy()
 
     def _token_endpoint(self, tenant: str, now: float) -> Flow[str]:
         """Where the token request goes: the v2.0 endpoint, or ADFS's discovered one (§1.2)."""

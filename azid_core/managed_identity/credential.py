@@ -21,10 +21,10 @@ from ..acquire import TokenCall, acquire_alone
 from ..cache import Serve, TokenCache
 from ..effects import FileContent, HttpRequest, ReadFile
 from ..errors import ConfigError, CredentialUnavailableError, TransportError
-from ..host import host_environ
+from ..host import host_entropy, host_environ
 from ..logs import debug
 from ..options import check_scopes, merge_claims
-from ..wire import default_entropy, new_request_id, user_agent
+from ..wire import new_request_id, user_agent
 
 # Row 8, IMDS (with the Arc agent's look-up), serves every credential the environment says
 # nothing to: these two modules are always needed.
@@ -388,7 +388,7 @@ class ManagedIdentityCredential:
 
     @property
     def entropy(self) -> Callable[[int], bytes]:
-        return self._entropy or default_entropy
+        return self._entropy or host_entropy()
 
     def __repr__(self) -> str:
         selector = f", {self._selector.kind}={self._selector.value!r}" if self._selector is not None else ""
