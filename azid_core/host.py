@@ -17,7 +17,7 @@ __all__ = ["host_entropy", "host_environ"]
 
 
 class _Host(NamedTuple):
-    environ: Callable[[], Mapping[str, str]]
+    environ: Mapping[str, str]  # live: os.environ is changed in place, never replaced
     random_bytes: Callable[[int], bytes]
 
 
@@ -25,12 +25,12 @@ class _Host(NamedTuple):
 def _host() -> _Host:
     from . import blocking
 
-    return _Host(blocking.environ, blocking.random_bytes)
+    return _Host(blocking.environ(), blocking.random_bytes)
 
 
 def host_environ() -> Mapping[str, str]:
     """The process environment (`blocking.environ`)."""
-    return _host().environ()
+    return _host().environ
 
 
 def host_entropy() -> Callable[[int], bytes]:

@@ -114,12 +114,9 @@ class EntraCredential(ABC):
         return (tuple(sorted(set(scopes))), tenant, call.enable_cae, self._identity)
 
     def fetch_flow(self, call: TokenCall, key: CacheKey, now: float) -> Flow[AccessTokenInfo]:
-        return self._fetch(call, key[1], now)
-
-    def _fetch(self, call: TokenCall, tenant: str, now: float) -> Flow[AccessTokenInfo]:
         owner = type(self).__name__
         claims = merge_claims(call.claims, enable_cae=call.enable_cae, owner=owner)
-        url = yield from self._token_endpoint(tenant, now)
+        url = yield from self._token_endpoint(key[1], now)
         form = yield from self._form(" ".join(call.scopes), claims, url, now)
         request = EntraRequest(
             owner=owner,
