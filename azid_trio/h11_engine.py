@@ -24,9 +24,9 @@ from azid_core.errors import TransportError
 from azid_core.transport import check_pin, pem_text
 
 if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
+    from types import TracebackType
 
-__all__ = ["ByteStream", "H11Http", "Origin", "StreamIO"]
+__all__ = ["ByteStream", "DeadlineScope", "H11Http", "Origin", "StreamIO"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _RECEIVE_CHUNK = 65536
@@ -45,6 +45,26 @@ class ByteStream(Protocol):
 S = TypeVar("S", bound=ByteStream)
 
 
+class DeadlineScope(Protocol):
+    """A block cancelled at `deadline`, which may be moved while the block runs (a trio
+    `CancelScope`); `cancel_called` once the deadline has passed."""
+
+    deadline: float
+
+    @property
+    def cancel_called(self) -> bool: ...
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+        /,
+    ) -> bool | None: ...
+
+
 class StreamIO(Protocol[S]):
     """What an event loop supplies: streams, a clock, and deadline scopes."""
 
@@ -55,7 +75,7 @@ class StreamIO(Protocol[S]):
         """The clock `within` deadlines are on."""
         ...
 
-    def within(self, deadline: float) -> AbstractContextManager[object]:
+    def within(self, deadline: float) -> DeadlineScope:
         """Cancel the block at `deadline` and carry on after it (trio's `move_on_at`)."""
         ...
 
@@ -137,15 +157,33 @@ class H11Http(Generic[S]):
     async def __call__(self, request: HttpRequest) -> HttpResponse:
         target = _target(request)
         event = _h11_request(request, target)
-        deadline = self._io.now() + request.timeout
+        now = self._io.now()
+        deadline = now + request.timeout
+        where = target.origin.where
         idle = self._idle.get(target.origin)
-        if idle:
-            try:
-                return await self._exchange(idle.pop(), request, event, deadline, reused=True)
-            except _StaleConnection:
-                pass  # the one retry: the server dropped the idle connection before we used it
-        conn = await self._connect(target.origin, request, deadline)
-        return await self._exchange(conn, request, event, deadline, reused=False)
+        # One deadline scope for the whole request (entering a trio cancel scope costs more than the
+        # rest of a pooled request), narrowed to `connect_timeout` while a connection is set up.
+        scope = self._io.within(deadline if idle else _setup_deadline(request, now, deadline))
+        setting_up = False
+        with scope:
+            if idle:
+                try:
+                    return await self._exchange(idle.pop(), request, event, reused=True)
+                except _StaleConnection:
+                    # The one retry: the server dropped the idle connection before we used it.
+                    scope.deadline = _setup_deadline(request, self._io.now(), deadline)
+            setting_up = True
+            conn = await self._connect(target.origin)
+            if scope.cancel_called:  # set up just as its time ran out: nothing is sent on it
+                await self._io.close(conn.stream)
+            else:
+                setting_up = False
+                scope.deadline = deadline
+                return await self._exchange(conn, request, event, reused=False)
+        if setting_up:
+            # Nothing was sent yet, so a slow TCP or TLS setup is a connect failure, not a timeout.
+            raise TransportError("connect", f"{where}: connection setup timed out")
+        raise TransportError("timeout", f"{where}: no complete response within {request.timeout} s")
 
     async def aclose(self) -> None:
         """Close every idle connection. Later requests open new ones."""
@@ -156,24 +194,18 @@ class H11Http(Generic[S]):
 
     # Connection setup -----------------------------------------------------------------------------
 
-    async def _connect(self, origin: Origin, request: HttpRequest, deadline: float) -> _Conn[S]:
-        setup_deadline = deadline
-        if request.connect_timeout is not None:
-            setup_deadline = min(deadline, self._io.now() + request.connect_timeout)
-        with self._io.within(setup_deadline):
-            try:
-                stream = await self._io.connect(origin.host, origin.port)
-            except self._io.closed_errors as exc:
-                raise TransportError("connect", f"{origin.where}: could not connect") from exc
-            try:
-                if origin.scheme == "https":
-                    stream = await self._start_tls(stream, origin)
-            except BaseException:
-                await self._io.close(stream)
-                raise
-            return _Conn(stream, origin)
-        # Nothing was sent yet, so a slow TCP or TLS setup is a connect failure, not a timeout.
-        raise TransportError("connect", f"{origin.where}: connection setup timed out")
+    async def _connect(self, origin: Origin) -> _Conn[S]:
+        try:
+            stream = await self._io.connect(origin.host, origin.port)
+        except self._io.closed_errors as exc:
+            raise TransportError("connect", f"{origin.where}: could not connect") from exc
+        try:
+            if origin.scheme == "https":
+                stream = await self._start_tls(stream, origin)
+        except BaseException:
+            await self._io.close(stream)
+            raise
+        return _Conn(stream, origin)
 
     async def _start_tls(self, stream: S, origin: Origin) -> S:
         context = self._context_for(origin)
@@ -205,18 +237,14 @@ class H11Http(Generic[S]):
     # The exchange ---------------------------------------------------------------------------------
 
     async def _exchange(
-        self, conn: _Conn[S], request: HttpRequest, event: h11.Request, deadline: float, *, reused: bool
+        self, conn: _Conn[S], request: HttpRequest, event: h11.Request, *, reused: bool
     ) -> HttpResponse:
         """Send the request and read the response on `conn`, then pool or close it."""
         keep = False
         try:
-            with self._io.within(deadline):
-                response = await self._round_trip(conn, request, event, reused=reused)
-                keep = conn.reusable()
-                return response
-            raise TransportError(
-                "timeout", f"{conn.origin.where}: no complete response within {request.timeout} s"
-            )
+            response = await self._round_trip(conn, request, event, reused=reused)
+            keep = conn.reusable()
+            return response
         finally:
             if keep:
                 conn.h11.start_next_cycle()
@@ -274,6 +302,13 @@ async def _read_response(conn: _Conn[S], limit: int) -> HttpResponse:
         elif not isinstance(event, h11.InformationalResponse):
             # ConnectionClosed or PAUSED (a protocol switch we never ask for): no HTTP response here.
             raise h11.RemoteProtocolError("unexpected event")
+
+
+def _setup_deadline(request: HttpRequest, now: float, deadline: float) -> float:
+    """When setting up a connection from `now` must be done: `connect_timeout` also bounds it."""
+    if request.connect_timeout is None:
+        return deadline
+    return min(deadline, now + request.connect_timeout)
 
 
 def _closed_reason(conn: _Conn[S], exc: BaseException) -> str:

@@ -377,6 +377,30 @@ def test_dead_pooled_connection_is_retried_once_on_a_new_one(idle_close: Literal
     run_fake(main)
 
 
+def test_the_retry_after_a_dead_pooled_connection_has_connect_timeout_to_set_up() -> None:
+    async def main(nursery: trio.Nursery) -> None:
+        net = FakeNet(nursery, max_requests=1)
+        opened: list[float] = []
+
+        async def first_then_never(host: str, port: int) -> trio.abc.Stream:
+            opened.append(trio.current_time())
+            if len(opened) == 1:
+                return await net.open_stream(host, port)
+            await trio.sleep_forever()
+            raise AssertionError("unreachable")
+
+        http = TrioHttp(open_stream=first_then_never)
+        await http(HttpRequest("GET", "http://h.test/1"))
+        await trio.testing.wait_all_tasks_blocked()  # let the server drop the idle connection
+        start = trio.current_time()
+        error = await failure(http, HttpRequest("GET", "http://h.test/2", timeout=30.0, connect_timeout=2.0))
+        assert (error.kind, error.detail) == ("connect", "h.test:80: connection setup timed out")
+        assert trio.current_time() - start == pytest.approx(2.0)
+        assert len(opened) == 2
+
+    run_fake(main)
+
+
 def test_retry_happens_only_once() -> None:
     async def main(nursery: trio.Nursery) -> None:
         async def handler(conn: ServerConn, request: h11.Request, body: bytes) -> None:
@@ -537,6 +561,25 @@ def test_slow_connect_is_connect(timeout: float, connect_timeout: float | None, 
         assert error.detail == "h.test:80: connection setup timed out"
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_a_connection_set_up_as_its_time_runs_out_is_closed_unused() -> None:
+    clock = trio.testing.MockClock()
+    servers: list[trio.abc.Stream] = []
+
+    async def late(host: str, port: int) -> trio.abc.Stream:
+        client, server = trio.testing.memory_stream_pair()
+        servers.append(server)
+        clock.jump(2.0)  # past connect_timeout, with no checkpoint left to notice it
+        return client
+
+    async def main() -> None:
+        http = TrioHttp(open_stream=late)
+        error = await failure(http, HttpRequest("GET", "http://h.test/", timeout=30.0, connect_timeout=1.0))
+        assert (error.kind, error.detail) == ("connect", "h.test:80: connection setup timed out")
+        assert await servers[0].receive_some(1024) == b""  # closed, and not a byte sent
+
+    trio.run(main, clock=clock)
 
 
 def test_slow_tls_handshake_is_connect() -> None:
