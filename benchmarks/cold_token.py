@@ -12,9 +12,11 @@ open an `http.client.HTTPSConnection`, POST the same form to the same token URL,
 `json.loads` the reply. One untimed round first does every import and lazy initialisation.
 
 "The same POST" is azid's own token request, taken from its flow before the first round: the same
-URL, the same headers (User-Agent, both request-id headers, Accept, Content-Type) and the same form
+URL, the same headers (User-Agent, both request-id headers, Accept, Content-Type), the same form
 fields, which each library encodes itself (`data=`), as its users write it (urlencode for the
-stdlib and h11 rows). A request id is fixed there, fresh per request in azid.
+stdlib and h11 rows), and the same deadlines (30 s, 10 s to connect), each bounded the way its
+library offers: requests' and httpx's `timeout=`, the stdlib's socket timeout, and for h11, which
+has none, a trio cancel scope. A request id is fixed there, fresh per request in azid.
 
 Samples vary by 15-20 % (interquartile range) on a busy two-core machine, so that two runs of the
 same library alone differed by up to 3 % at 101 rounds and 1.5 % at 301: the default is 1001 rounds
@@ -73,6 +75,8 @@ class Post(NamedTuple):
     url: str
     headers: dict[str, str]
     fields: dict[str, str]
+    timeout: float  # seconds for the whole request
+    connect_timeout: float
 
 
 def azid_post(bench: Bench) -> Post:
@@ -81,14 +85,17 @@ def azid_post(bench: Bench) -> Post:
     fields = dict(parse_qsl(request.body.decode("ascii"), strict_parsing=True))
     if urlencode(fields).encode("ascii") != request.body:  # what the libraries send must be azid's form
         raise RuntimeError("the form does not re-encode to azid's body")
-    return Post(request.url, dict(request.headers), fields)
+    connect_timeout = request.connect_timeout or request.timeout
+    return Post(request.url, dict(request.headers), fields, request.timeout, connect_timeout)
 
 
 def stdlib_token(post: Post, ca_file: str) -> str:
     """One token with nothing but the standard library: the baseline."""
     parts = urlsplit(post.url)
     context = ssl.create_default_context(cafile=ca_file)
-    connection = http.client.HTTPSConnection(parts.hostname or "", parts.port, context=context, timeout=30)
+    connection = http.client.HTTPSConnection(
+        parts.hostname or "", parts.port, context=context, timeout=post.timeout
+    )
     try:
         connection.request("POST", parts.path, body=urlencode(post.fields), headers=post.headers)
         response = connection.getresponse()
@@ -149,48 +156,57 @@ LIBRARY_OF = {
 }
 
 
-async def h11_on_trio(method: str, url: str, headers: dict[str, str], body: bytes = b"") -> float:
+async def h11_on_trio(
+    method: str, url: str, headers: dict[str, str], body: bytes = b"", *, timeout: float
+) -> float:
     """Seconds for one request with h11 over trio's TCP stream (and TLS stream, for https), as
-    azid_trio makes it, and no azid code, up to the reply's access token. The stream is closed after
-    the clock stops, as the other rows close their clients (azid_trio keeps it until `close`)."""
+    azid_trio makes it, and no azid code, up to the reply's access token, within `timeout` (trio's
+    way: one cancel scope). The stream is closed after the clock stops, as the other rows close
+    their clients (azid_trio keeps it until `close`)."""
     import h11
     import trio
 
     start = time.perf_counter()
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or 443
-    stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
-    if parts.scheme == "https":
-        stream = trio.SSLStream(
-            stream,
-            ssl.create_default_context(),  # SSL_CERT_FILE, as azid_trio's default trust
-            server_hostname=host,
-            https_compatible=True,
-        )
-    connection = h11.Connection(h11.CLIENT)
-    head = [("Host", f"{host}:{port}"), *headers.items()]
-    if body or method == "POST":
-        head.append(("Content-Length", str(len(body))))
-    target = f"{parts.path}?{parts.query}" if parts.query else parts.path
-    events: list[h11.Request | h11.Data | h11.EndOfMessage] = [
-        h11.Request(method=method, target=target, headers=head)
-    ]
-    if body:
-        events.append(h11.Data(data=body))
-    events.append(h11.EndOfMessage())
-    await stream.send_all(b"".join(connection.send(event) or b"" for event in events))
+    streams: list[trio.abc.Stream] = []
     received = bytearray()
-    while True:
-        event = connection.next_event()
-        if event is h11.NEED_DATA:
-            connection.receive_data(bytes(await stream.receive_some(65536)))
-        elif isinstance(event, h11.Data):
-            received += event.data
-        elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-            break
+    with trio.move_on_after(timeout) as deadline:
+        stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+        streams.append(stream)
+        if parts.scheme == "https":
+            stream = trio.SSLStream(
+                stream,
+                ssl.create_default_context(),  # SSL_CERT_FILE, as azid_trio's default trust
+                server_hostname=host,
+                https_compatible=True,
+            )
+            streams.append(stream)
+        connection = h11.Connection(h11.CLIENT)
+        head = [("Host", f"{host}:{port}"), *headers.items()]
+        if body or method == "POST":
+            head.append(("Content-Length", str(len(body))))
+        target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+        events: list[h11.Request | h11.Data | h11.EndOfMessage] = [
+            h11.Request(method=method, target=target, headers=head)
+        ]
+        if body:
+            events.append(h11.Data(data=body))
+        events.append(h11.EndOfMessage())
+        await stream.send_all(b"".join(connection.send(event) or b"" for event in events))
+        while True:
+            event = connection.next_event()
+            if event is h11.NEED_DATA:
+                connection.receive_data(bytes(await stream.receive_some(65536)))
+            elif isinstance(event, h11.Data):
+                received += event.data
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                break
+    if deadline.cancelled_caught:
+        raise TimeoutError(f"h11 on trio: no reply within {timeout} s")
     json.loads(received)["access_token"]
     elapsed = time.perf_counter() - start
-    await trio.aclose_forcefully(stream)
+    await trio.aclose_forcefully(streams[-1])
     return elapsed
 
 
@@ -200,12 +216,14 @@ def library_paths(post: Post) -> list[Path]:
     import httpx
     import requests
 
-    url, headers, fields = post
+    url, headers, fields, timeout, connect_timeout = post
+    timeouts = httpx.Timeout(timeout, connect=connect_timeout)
 
     def with_requests() -> float:
         start = time.perf_counter()
         session = requests.Session()
-        json.loads(session.post(url, data=fields, headers=headers).content)["access_token"]
+        reply = session.post(url, data=fields, headers=headers, timeout=(connect_timeout, timeout))
+        json.loads(reply.content)["access_token"]
         elapsed = time.perf_counter() - start
         session.close()
         return elapsed
@@ -213,7 +231,8 @@ def library_paths(post: Post) -> list[Path]:
     def with_httpx() -> float:
         start = time.perf_counter()
         client = httpx.Client()
-        json.loads(client.post(url, data=fields, headers=headers).content)["access_token"]
+        reply = client.post(url, data=fields, headers=headers, timeout=timeouts)
+        json.loads(reply.content)["access_token"]
         elapsed = time.perf_counter() - start
         client.close()
         return elapsed
@@ -221,13 +240,14 @@ def library_paths(post: Post) -> list[Path]:
     async def with_httpx_async() -> float:
         start = time.perf_counter()
         client = httpx.AsyncClient()
-        json.loads((await client.post(url, data=fields, headers=headers)).content)["access_token"]
+        reply = await client.post(url, data=fields, headers=headers, timeout=timeouts)
+        json.loads(reply.content)["access_token"]
         elapsed = time.perf_counter() - start
         await client.aclose()
         return elapsed
 
     async def with_h11_on_trio() -> float:
-        return await h11_on_trio("POST", url, headers, urlencode(fields).encode("ascii"))
+        return await h11_on_trio("POST", url, headers, urlencode(fields).encode("ascii"), timeout=timeout)
 
     def on(loop: str, timed: Callable[[], Any]) -> Callable[[], float]:
         def measure() -> float:

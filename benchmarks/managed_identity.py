@@ -233,11 +233,14 @@ def library_gets(request: HttpRequest) -> dict[str, Callable[[], float]]:
     import requests
 
     url, headers = request.url, dict(request.headers)
+    # azid's deadlines, bounded the way each library offers (cold_token's docstring).
+    timeout, connect_timeout = request.timeout, request.connect_timeout or request.timeout
+    timeouts = httpx.Timeout(timeout, connect=connect_timeout)
 
     def with_stdlib() -> float:
         parts = urlsplit(url)
         start = time.perf_counter()
-        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
         connection.request("GET", f"{parts.path}?{parts.query}", headers=headers)
         json.loads(connection.getresponse().read())["access_token"]
         elapsed = time.perf_counter() - start
@@ -247,7 +250,8 @@ def library_gets(request: HttpRequest) -> dict[str, Callable[[], float]]:
     def with_requests() -> float:
         start = time.perf_counter()
         session = requests.Session()
-        json.loads(session.get(url, headers=headers).content)["access_token"]
+        reply = session.get(url, headers=headers, timeout=(connect_timeout, timeout))
+        json.loads(reply.content)["access_token"]
         elapsed = time.perf_counter() - start
         session.close()
         return elapsed
@@ -255,7 +259,7 @@ def library_gets(request: HttpRequest) -> dict[str, Callable[[], float]]:
     def with_httpx() -> float:
         start = time.perf_counter()
         client = httpx.Client()
-        json.loads(client.get(url, headers=headers).content)["access_token"]
+        json.loads(client.get(url, headers=headers, timeout=timeouts).content)["access_token"]
         elapsed = time.perf_counter() - start
         client.close()
         return elapsed
@@ -263,13 +267,14 @@ def library_gets(request: HttpRequest) -> dict[str, Callable[[], float]]:
     async def with_httpx_async() -> float:
         start = time.perf_counter()
         client = httpx.AsyncClient()
-        json.loads((await client.get(url, headers=headers)).content)["access_token"]
+        reply = await client.get(url, headers=headers, timeout=timeouts)
+        json.loads(reply.content)["access_token"]
         elapsed = time.perf_counter() - start
         await client.aclose()
         return elapsed
 
     async def with_h11_on_trio() -> float:
-        return await h11_on_trio("GET", url, headers)
+        return await h11_on_trio("GET", url, headers, timeout=timeout)
 
     def on(loop: str, timed: Callable[[], Awaitable[float]]) -> Callable[[], float]:
         return lambda: cast("float", run_async(loop, timed))
