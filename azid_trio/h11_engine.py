@@ -24,6 +24,7 @@ from azid_core.errors import TransportError
 from azid_core.transport import check_pin, pem_text
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
     from types import TracebackType
 
 __all__ = ["ByteStream", "DeadlineScope", "H11Http", "Origin", "StreamIO"]
@@ -79,7 +80,7 @@ class StreamIO(Protocol[S]):
         """Cancel the block at `deadline` and carry on after it (trio's `move_on_at`)."""
         ...
 
-    async def connect(self, host: str, port: int) -> S:
+    def connect(self, host: str, port: int, /) -> Awaitable[S]:
         """A TCP stream; raises one of `closed_errors` when the host cannot be reached."""
         ...
 
