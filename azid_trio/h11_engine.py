@@ -113,12 +113,6 @@ class Origin(NamedTuple):
         return f"{host}:{self.port}"
 
 
-class _Target(NamedTuple):
-    origin: Origin
-    host_header: str
-    path: str
-
-
 class _Conn(Generic[S]):
     """One open stream plus the h11 state machine that frames it."""
 
@@ -130,9 +124,6 @@ class _Conn(Generic[S]):
         # arrived may have been closed while idle, and only then is a retry safe.
         self.got_bytes = False
         self.got_eof = False
-
-    def reusable(self) -> bool:
-        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
 
 
 class _StaleConnection(Exception):
@@ -156,25 +147,25 @@ class H11Http(Generic[S]):
         self._idle: dict[Origin, list[_Conn[S]]] = {}
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
-        target = _target(request)
-        event = _h11_request(request, target)
+        origin, event = _prepare(request)
         now = self._io.now()
         deadline = now + request.timeout
-        where = target.origin.where
-        idle = self._idle.get(target.origin)
+        idle = self._idle.get(origin)
         # One deadline scope for the whole request (entering a trio cancel scope costs more than the
         # rest of a pooled request), narrowed to `connect_timeout` while a connection is set up.
         scope = self._io.within(deadline if idle else _setup_deadline(request, now, deadline))
         setting_up = False
         with scope:
             if idle:
+                conn = idle.pop()
+                conn.h11.start_next_cycle()  # here, not when pooled: most pooled connections die idle
                 try:
-                    return await self._exchange(idle.pop(), request, event, reused=True)
+                    return await self._exchange(conn, request, event, reused=True)
                 except _StaleConnection:
                     # The one retry: the server dropped the idle connection before we used it.
                     scope.deadline = _setup_deadline(request, self._io.now(), deadline)
             setting_up = True
-            conn = await self._connect(target.origin)
+            conn = await self._connect(origin)
             if scope.cancel_called:  # set up just as its time ran out: nothing is sent on it
                 await self._io.close(conn.stream)
             else:
@@ -183,8 +174,8 @@ class H11Http(Generic[S]):
                 return await self._exchange(conn, request, event, reused=False)
         if setting_up:
             # Nothing was sent yet, so a slow TCP or TLS setup is a connect failure, not a timeout.
-            raise TransportError("connect", f"{where}: connection setup timed out")
-        raise TransportError("timeout", f"{where}: no complete response within {request.timeout} s")
+            raise TransportError("connect", f"{origin.where}: connection setup timed out")
+        raise TransportError("timeout", f"{origin.where}: no complete response within {request.timeout} s")
 
     async def aclose(self) -> None:
         """Close every idle connection. Later requests open new ones."""
@@ -200,24 +191,20 @@ class H11Http(Generic[S]):
             stream = await self._io.connect(origin.host, origin.port)
         except self._io.closed_errors as exc:
             raise TransportError("connect", f"{origin.where}: could not connect") from exc
+        if origin.scheme == "http":
+            return _Conn(stream, origin)
         try:
-            if origin.scheme == "https":
-                stream = await self._start_tls(stream, origin)
+            context = self._context_for(origin)
+            try:
+                tls = await self._io.start_tls(stream, context, origin.tls_server_name or origin.host)
+            except self._tls_errors as exc:
+                raise TransportError("tls", f"{origin.where}: TLS handshake failed") from exc
+            if origin.pin_sha1 is not None:
+                check_pin(self._io.peer_certificate(tls), origin.pin_sha1, origin.where)
         except BaseException:
-            await self._io.close(stream)
+            await self._io.close(stream)  # a pin mismatch too: nothing was sent
             raise
-        return _Conn(stream, origin)
-
-    async def _start_tls(self, stream: S, origin: Origin) -> S:
-        context = self._context_for(origin)
-        try:
-            tls = await self._io.start_tls(stream, context, origin.tls_server_name or origin.host)
-        except self._tls_errors as exc:
-            raise TransportError("tls", f"{origin.where}: TLS handshake failed") from exc
-        if origin.pin_sha1 is not None:
-            # On a mismatch, _connect closes the stream: nothing was sent.
-            check_pin(self._io.peer_certificate(tls), origin.pin_sha1, origin.where)
-        return tls
+        return _Conn(tls, origin)
 
     def _context_for(self, origin: Origin) -> ssl.SSLContext:
         if origin.pin_sha1 is not None:
@@ -241,30 +228,23 @@ class H11Http(Generic[S]):
         self, conn: _Conn[S], request: HttpRequest, event: h11.Request, *, reused: bool
     ) -> HttpResponse:
         """Send the request and read the response on `conn`, then pool or close it."""
-        keep = False
-        try:
-            response = await self._round_trip(conn, request, event, reused=reused)
-            keep = conn.reusable()
-            return response
-        finally:
-            if keep:
-                conn.h11.start_next_cycle()
-                self._idle.setdefault(conn.origin, []).append(conn)
-            else:
-                await self._io.close(conn.stream)
-
-    async def _round_trip(
-        self, conn: _Conn[S], request: HttpRequest, event: h11.Request, *, reused: bool
-    ) -> HttpResponse:
         wire = _serialize(conn, event, request.body)
         conn.got_bytes = conn.got_eof = False
+        keep = False
         try:
             await conn.stream.send_all(wire)
-            return await _read_response(conn, request.max_response_bytes)
+            response = await _read_response(conn, request.max_response_bytes)
+            keep = conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE
+            return response
         except self._closed_errors as exc:
             if reused and not conn.got_bytes:
                 raise _StaleConnection from exc
             raise TransportError("closed", f"{conn.origin.where}: {_closed_reason(conn, exc)}") from exc
+        finally:
+            if keep:
+                self._idle.setdefault(conn.origin, []).append(conn)
+            else:
+                await self._io.close(conn.stream)
 
 
 def _serialize(conn: _Conn[S], event: h11.Request, body: bytes) -> bytes:
@@ -323,7 +303,9 @@ def _closed_reason(conn: _Conn[S], exc: BaseException) -> str:
 # Pure helpers -------------------------------------------------------------------------------------
 
 
-def _target(request: HttpRequest) -> _Target:
+def _prepare(request: HttpRequest) -> tuple[Origin, h11.Request]:
+    """Where `request` goes, and its head: the effect's headers plus Host and Content-Length where
+    missing."""
     try:
         parts = urlsplit(request.url)
         port = parts.port
@@ -343,28 +325,23 @@ def _target(request: HttpRequest) -> _Target:
     if scheme == "http" and request.pin_sha1 is not None:
         # A pin over plain TCP would silently check nothing.
         raise TransportError("tls", f"{origin.where}: pin_sha1 needs an https URL")
-    host_header = f"[{host}]" if ":" in host else host
-    if port is not None and port != _DEFAULT_PORTS[scheme]:
-        host_header += f":{port}"
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return _Target(origin, host_header, path)
-
-
-def _h11_request(request: HttpRequest, target: _Target) -> h11.Request:
-    """The request head: the effect's headers plus Host and Content-Length where missing."""
     names = {name.lower() for name, _ in request.headers}
     headers = list(request.headers)
     if "host" not in names:
-        headers.insert(0, ("Host", target.host_header))
+        host_header = f"[{host}]" if ":" in host else host
+        if port is not None and port != _DEFAULT_PORTS[scheme]:
+            host_header += f":{port}"
+        headers.insert(0, ("Host", host_header))
     needs_length = request.body or request.method.upper() in {"POST", "PUT"}
     if needs_length and not names & {"content-length", "transfer-encoding"}:
         headers.append(("Content-Length", str(len(request.body))))
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
-        return h11.Request(method=request.method, target=target.path, headers=headers)
+        return origin, h11.Request(method=request.method, target=path, headers=headers)
     except (h11.LocalProtocolError, UnicodeError) as exc:
         # h11's message may quote a header value, which can be a secret.
         raise TransportError(
-            "connect", f"{target.origin.where}: request method, path or headers are not valid HTTP"
+            "connect", f"{origin.where}: request method, path or headers are not valid HTTP"
         ) from exc
 
 
