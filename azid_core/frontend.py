@@ -50,8 +50,9 @@ class CredentialBase(ABC):
         self._core = core
         self._clock = clock or blocking.clock
         self._flights = FlightTable(blocking.new_event)
-        self._serve = core.token_cache.serve
-        self._slot_of = core.token_cache.slot_of
+        cache = core.token_cache
+        self._serve = cache.serve
+        self._slot_of = cache.slot_of
 
     def __repr__(self) -> str:
         return f"{type(self).__module__}.{type(self).__name__}({self._core!r})"
@@ -142,8 +143,9 @@ class AsyncCredentialBase(ABC):
         self._core = core
         self._clock = clock or blocking.clock
         self._flights = FlightTable(self._new_event)
-        self._serve = core.token_cache.serve
-        self._slot_of = core.token_cache.slot_of
+        cache = core.token_cache
+        self._serve = cache.serve
+        self._slot_of = cache.slot_of
 
     def __repr__(self) -> str:
         return f"{type(self).__module__}.{type(self).__name__}({self._core!r})"

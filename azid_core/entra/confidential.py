@@ -73,9 +73,13 @@ class EntraCredential(ABC):
             raise ConfigError(
                 f"{owner}: additionally_allowed_tenants is invalid: a list of tenant IDs is required"
             )
-        self._allowed_tenants = tuple(
-            t if t == "*" else check_tenant_id(t, owner=owner, name="additionally_allowed_tenants")
-            for t in additionally_allowed_tenants
+        self._allowed_tenants = (
+            tuple(
+                t if t == "*" else check_tenant_id(t, owner=owner, name="additionally_allowed_tenants")
+                for t in additionally_allowed_tenants
+            )
+            if additionally_allowed_tenants
+            else ()
         )
         timeout = DEFAULT_REQUEST_TIMEOUT if request_timeout is None else request_timeout
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < 3600:
@@ -111,7 +115,9 @@ class EntraCredential(ABC):
             owner=owner,
         )
         merge_claims(call.claims, enable_cae=call.enable_cae, owner=owner)  # a bad value fails before any I/O
-        return (tuple(sorted(set(scopes))), tenant, call.enable_cae, self._identity)
+        # One scope (the usual call) is its own canonical form.
+        canonical = scopes if len(scopes) == 1 else tuple(sorted(set(scopes)))
+        return (canonical, tenant, call.enable_cae, self._identity)
 
     def fetch_flow(self, call: TokenCall, key: CacheKey, now: float) -> Flow[AccessTokenInfo]:
         owner = type(self).__name__
