@@ -242,6 +242,8 @@ def token_from_json(
     first, second = expiry_order
     field = first if first in body else second if second in body else None
     lifetime = body.get("expires_in") if field == "expires_in" else None
+    if type(lifetime) is str and len(lifetime) <= 15 and lifetime.isascii() and lifetime.isdigit():
+        lifetime = int(lifetime)  # managed identity's services send the number as text (§0.6)
     if type(lifetime) is int and 0 < lifetime <= MAX_EPOCH - int(now):
         # What nearly every reply holds: a whole positive number of seconds, the sum in range (it is
         # after `now`, being at least 1 over int(now)). Any other value takes the checks below.

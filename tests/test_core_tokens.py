@@ -508,10 +508,14 @@ def _read(body: dict[str, Any], now: float) -> AccessTokenInfo | str:
     st.floats(min_value=0, max_value=MAX_EPOCH - 1, allow_nan=False),
 )
 def test_a_whole_expires_in_reads_as_its_text_does(lifetime: int, now: float) -> None:
-    # The shortcut for integers against the checked path, which a numeric string always takes.
-    whole = _read({"access_token": "tok", "expires_in": lifetime}, now)
-    text = _read({"access_token": "tok", "expires_in": str(lifetime)}, now)
-    if isinstance(whole, str):
-        assert isinstance(text, str)  # both refused (the message shows the value as it was given)
-    elif len(str(abs(lifetime))) <= 15:  # longer text is refused as not a number
-        assert whole == text
+    # The shortcuts for an integer and for a string of digits, against the checked path, which a
+    # number in padded text always takes.
+    checked = _read({"access_token": "tok", "expires_in": f" {lifetime} "}, now)
+    for value in (lifetime, str(lifetime)):
+        read = _read({"access_token": "tok", "expires_in": value}, now)
+        if isinstance(read, str):
+            assert isinstance(checked, str)  # both refused (the message shows the value as it was given)
+        else:
+            assert read == checked
+    if isinstance(checked, str) and len(str(abs(lifetime))) <= 15:  # longer text is not a number
+        assert isinstance(_read({"access_token": "tok", "expires_in": lifetime}, now), str)

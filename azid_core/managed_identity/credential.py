@@ -99,6 +99,8 @@ def _selector(
     client_id: object, object_id: object, resource_id: object, identity_config: object
 ) -> Selector | None:
     """The one user-assigned identity the options name, or None (system-assigned)."""
+    if client_id is None and object_id is None and resource_id is None and identity_config is None:
+        return None
     named: list[tuple[str, str, object]] = [
         (option, option, value)
         for option, value in (
