@@ -18,6 +18,7 @@ from .logs import debug
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
+    from urllib.parse import SplitResult
 
     from .effects import Flow
 
@@ -27,6 +28,7 @@ __all__ = [
     "RetryPolicy",
     "SERVICE_POLICY",
     "form_body",
+    "host_and_port",
     "http",
     "new_request_id",
     "percent_encoded",
@@ -93,6 +95,22 @@ def percent_encoded(text: str) -> str:
     if not text.rstrip(_UNRESERVED):
         return text
     return text.translate(_PERCENT_ASCII) if text.isascii() else quote(text, safe="")
+
+
+def host_and_port(parts: SplitResult) -> tuple[str, int | None]:
+    """`(parts.hostname or "", parts.port)`, ValueError for a bad port. A netloc without user
+    information, IPv6 brackets or a zone (`%`) is `host[:port]`, split here once: urllib's two
+    properties split the netloc once each, in four Python calls."""
+    netloc = parts.netloc
+    if "@" in netloc or "[" in netloc or "%" in netloc:
+        return parts.hostname or "", parts.port
+    host, _, port = netloc.partition(":")
+    if not port:
+        return host.lower(), None
+    # urllib's rule: ASCII digits only, at most 65535.
+    if not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise ValueError("the port is not a number from 0 to 65535")
+    return host.lower(), int(port)
 
 
 def http(request: HttpRequest) -> Flow[HttpResponse]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given
@@ -210,27 +209,6 @@ def test_check_tenant_id_accepts_exactly_what_the_rule_does(tenant: str) -> None
         assert not allowed
     else:
         assert allowed
-
-
-# \u0661 is a digit to str.isdigit, and no digit of a port to urllib.
-_NETLOC = st.text(alphabet="aZ09:.-_@[]% \u0661", max_size=14) | st.text(max_size=8)
-
-
-@given(_NETLOC)
-def test_host_and_port_are_what_urllib_reads(netloc: str) -> None:
-    try:
-        parts = urlsplit(f"https://{netloc}/path")
-    except ValueError:
-        return  # urllib refuses the URL itself: normalize_authority says "not a URL"
-    try:
-        expected: tuple[str, int | None] | type[ValueError] = (parts.hostname or "", parts.port)
-    except ValueError:
-        expected = ValueError
-    try:
-        found: tuple[str, int | None] | type[ValueError] = authority._host_and_port(parts)
-    except ValueError:
-        found = ValueError
-    assert found == expected
 
 
 # The host-name rule as first written; normalize_authority now checks it with str methods.

@@ -6,12 +6,15 @@ federated assertion, secrets and pickling."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import pickle
 from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from azid_core.acquire import TokenCall
 from azid_core.drive import run
@@ -28,6 +31,7 @@ from azid_core.errors import (
 )
 from azid_core.managed_identity.app_service import AppServiceSource
 from azid_core.managed_identity.azure_ml import AzureMLSource
+from azid_core.managed_identity.common import bypasses_proxy, host_bypasses_proxy
 from azid_core.managed_identity.credential import ManagedIdentityAssertion, ManagedIdentityCredential
 from azid_core.testing import ScriptedIO
 
@@ -725,3 +729,42 @@ def test_a_refusal_without_json_has_no_error_code() -> None:
     assert isinstance(error, AuthError)
     assert (error.status, error.error) == (401, None)
     assert "<html>denied</html>" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("url", "bypass"),
+    [
+        ("http://localhost:40342/metadata/identity/oauth2/token", True),
+        ("http://LocalHost/x", True),
+        ("http://127.0.0.5:8080/x", True),
+        ("http://169.254.169.254/metadata/identity/oauth2/token", True),
+        ("http://[::1]:5000/x", True),
+        ("http://[fe80::1%25eth0]/x", True),
+        ("https://10.0.0.1/x", False),
+        ("https://example.invalid/x", False),
+        ("http://127.0.0.1:99999/x", False),  # no port: no request is made there at all
+    ],
+)
+def test_loopback_and_link_local_hosts_bypass_the_proxy(url: str, bypass: bool) -> None:
+    assert bypasses_proxy(url) is bypass
+
+
+def _bypass_by_ipaddress(host: str) -> bool:
+    # The rule as first written, with ipaddress alone.
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_link_local
+
+
+@given(
+    st.text(alphabet="0123456789.", max_size=16)
+    | st.tuples(*[st.integers(0, 300)] * 4).map(lambda n: ".".join(map(str, n)))
+    | st.text(alphabet="0123456789abcdef:.%", max_size=12)
+    | st.sampled_from(["127.0.0.1", "169.254.169.254", "169.254.0.1", "10.0.0.1", "01.2.3.4", "1.2.3.04"])
+)
+def test_bypass_is_what_ipaddress_says(host: str) -> None:
+    assert host_bypasses_proxy(host) == _bypass_by_ipaddress(host)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import uuid
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 from hypothesis import given
@@ -20,6 +20,7 @@ from azid_core.wire import (
     ENTRA_POLICY,
     RetryPolicy,
     form_body,
+    host_and_port,
     http,
     new_request_id,
     percent_encoded,
@@ -443,3 +444,24 @@ def test_send_with_retry_rejects_a_bad_reply() -> None:
 @given(_FORM_TEXT)
 def test_percent_encoded_is_quote_with_nothing_safe(text: str) -> None:
     assert percent_encoded(text) == quote(text, safe="")
+
+
+# \u0661 is a digit to str.isdigit, and no digit of a port to urllib.
+_NETLOC = st.text(alphabet="aZ09:.-_@[]% \u0661", max_size=14) | st.text(max_size=8)
+
+
+@given(_NETLOC)
+def test_host_and_port_are_what_urllib_reads(netloc: str) -> None:
+    try:
+        parts = urlsplit(f"https://{netloc}/path")
+    except ValueError:
+        return  # urllib refuses the URL itself: normalize_authority says "not a URL"
+    try:
+        expected: tuple[str, int | None] | type[ValueError] = (parts.hostname or "", parts.port)
+    except ValueError:
+        expected = ValueError
+    try:
+        found: tuple[str, int | None] | type[ValueError] = host_and_port(parts)
+    except ValueError:
+        found = ValueError
+    assert found == expected

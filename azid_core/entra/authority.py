@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from ..wire import percent_encoded
+from ..wire import host_and_port, percent_encoded
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
-    from urllib.parse import SplitResult
 
 __all__ = [
     "AZURE_CHINA",
@@ -70,7 +69,7 @@ def normalize_authority(value: str | None, env: Mapping[str, str], *, owner: str
     text = text.rstrip("/")
     try:
         parts = urlsplit(text)
-        host, port = _host_and_port(parts)
+        host, port = host_and_port(parts)
     except ValueError as exc:
         raise invalid("not a URL") from exc
     scheme = parts.scheme.lower()
@@ -88,22 +87,6 @@ def normalize_authority(value: str | None, env: Mapping[str, str], *, owner: str
     if port is not None:
         netloc += f":{port}"
     return f"{scheme}://{netloc}{parts.path}"
-
-
-def _host_and_port(parts: SplitResult) -> tuple[str, int | None]:
-    """`(parts.hostname or "", parts.port)`, ValueError for a bad port. A netloc without user
-    information, IPv6 brackets or a zone (`%`) is `host[:port]`, split here once: urllib's two
-    properties split the netloc once each, in four Python calls."""
-    netloc = parts.netloc
-    if "@" in netloc or "[" in netloc or "%" in netloc:
-        return parts.hostname or "", parts.port
-    host, _, port = netloc.partition(":")
-    if not port:
-        return host.lower(), None
-    # urllib's rule: ASCII digits only, at most 65535.
-    if not (port.isascii() and port.isdigit()) or int(port) > 65535:
-        raise ValueError("the port is not a number from 0 to 65535")
-    return host.lower(), int(port)
 
 
 def _is_host_name(host: str) -> bool:

@@ -17,7 +17,7 @@ from ..effects import HttpRequest
 from ..errors import AuthError, CredentialUnavailableError, NotConfiguredError, protocol_error
 from ..redact import excerpt, mask
 from ..tokens import json_object, token_from_json
-from ..wire import percent_encoded
+from ..wire import host_and_port, percent_encoded
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +32,7 @@ __all__ = [
     "Selector",
     "SourceCall",
     "bypasses_proxy",
+    "host_bypasses_proxy",
     "chain_policy",
     "read_reply",
     "selector_query",
@@ -66,14 +67,40 @@ class SourceCall(NamedTuple):
 def bypasses_proxy(url: str) -> bool:
     """Whether `url`'s host is loopback (localhost, 127.0.0.0/8, ::1) or link-local
     (169.254.0.0/16, fe80::/10): managed-identity endpoints there never go through a proxy (§4.2)."""
-    host = (urlsplit(url).hostname or "").lower()
+    try:
+        host, _ = host_and_port(urlsplit(url))
+    except ValueError:
+        return False  # no request can be made to it either
+    return host_bypasses_proxy(host)
+
+
+def host_bypasses_proxy(host: str) -> bool:
+    """`bypasses_proxy` for a lowercased host name or address."""
     if host == "localhost":
         return True
+    octets = _ipv4_octets(host)
+    if octets is not None:  # IMDS's own address, and most others: without ipaddress's Python layers
+        return octets[0] == 127 or octets[:2] == (169, 254)
     try:
         address = ipaddress.ip_address(host.partition("%")[0])
     except ValueError:
         return False
     return address.is_loopback or address.is_link_local
+
+
+def _ipv4_octets(host: str) -> tuple[int, ...] | None:
+    """The four numbers of a dotted-quad IPv4 address, read as `ipaddress` reads one (decimal, at
+    most 255, no leading zero), or None for any other text."""
+    parts = host.split(".")
+    if len(parts) != 4:
+        return None
+    for part in parts:
+        if not (0 < len(part) <= 3 and part.isascii() and part.isdigit()) or (
+            len(part) > 1 and part[0] == "0"
+        ):
+            return None
+    octets = tuple(int(part) for part in parts)
+    return octets if max(octets) <= 255 else None
 
 
 def chain_policy(policy: RetryPolicy, call: SourceCall) -> RetryPolicy:
@@ -119,7 +146,8 @@ def source_request(
         body=body,
         timeout=call.timeout,
         connect_timeout=min(connect_timeout, call.timeout),
-        bypass_proxy=pin_sha1 is not None or bypasses_proxy(full),
+        # The host is the URL's without the query: its split is urllib's, already cached.
+        bypass_proxy=pin_sha1 is not None or bypasses_proxy(url),
         pin_sha1=pin_sha1,
     )
 

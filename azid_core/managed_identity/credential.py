@@ -24,7 +24,7 @@ from ..errors import ConfigError, CredentialUnavailableError, TransportError
 from ..host import host_entropy, host_environ
 from ..logs import debug
 from ..options import check_scopes, merge_claims
-from ..wire import new_request_id, user_agent
+from ..wire import host_and_port, new_request_id, user_agent
 
 # Row 8, IMDS (with the Arc agent's look-up), serves every credential the environment says
 # nothing to: these two modules are always needed.
@@ -137,11 +137,12 @@ def _endpoint(value: str, name: str, *, https: bool = False) -> str:
     the option or variable, not the value (it could carry user info)."""
     parts = urlsplit(value)
     try:
-        port_ok = parts.port is None or parts.port > 0
+        host, port = host_and_port(parts)
+        port_ok = port is None or port > 0
     except ValueError:
-        port_ok = False
+        host, port_ok = "", False
     schemes = ("https",) if https else ("http", "https")
-    if parts.scheme.lower() not in schemes or not parts.hostname or not port_ok:
+    if parts.scheme.lower() not in schemes or not host or not port_ok:
         wanted = "an absolute https URL" if https else "an absolute http or https URL"
         raise ConfigError(f"{OWNER}: {name} is invalid: {wanted} is required")
     return value
