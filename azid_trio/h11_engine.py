@@ -228,11 +228,10 @@ class H11Http(Generic[S]):
         self, conn: _Conn[S], request: HttpRequest, event: h11.Request, *, reused: bool
     ) -> HttpResponse:
         """Send the request and read the response on `conn`, then pool or close it."""
-        wire = _serialize(conn, event, request.body)
         conn.got_bytes = conn.got_eof = False
         keep = False
         try:
-            await conn.stream.send_all(wire)
+            await conn.stream.send_all(_serialize(conn, event, request.body))
             response = await _read_response(conn, request.max_response_bytes)
             keep = conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE
             return response
